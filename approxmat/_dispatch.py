@@ -1,0 +1,93 @@
+"""Pure-Python dispatcher: decides how a product is computed; the kernels compute.
+
+Decisions made here, in the calling thread:
+
+* whether a call is approximated at all (fitted, float result, within the budget),
+* which fitted level serves the accuracy budget (:func:`choose_level`),
+* how many threads a kernel may use (:func:`kernel_threads`),
+* which implementation computes it (compiled kernel, or the NumPy reference).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import _kernels, _reference
+from ._config import get_config
+
+__all__ = ["available_cores", "kernel_threads", "choose_level", "approx_product"]
+
+#: Result dtypes the approximate path produces; anything else is computed exactly.
+APPROX_RESULT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def kernel_threads(threads: int | None = None) -> int:
+    """Threads a kernel called now from this thread will use.
+
+    ``min(threads or available_cores(), omp_get_max_threads())``: the OpenMP limit
+    of the calling thread is what :func:`threadpoolctl.threadpool_limits` lowers,
+    so such limits cap approxmat too.
+
+    Parameters
+    ----------
+    threads : int or None
+        The requested count; ``None`` takes it from :func:`approxmat.get_config`.
+
+    Examples
+    --------
+    >>> from threadpoolctl import threadpool_limits
+    >>> with threadpool_limits(limits=1):
+    ...     kernel_threads(8)
+    1
+    """
+    if threads is None:
+        threads = get_config().threads
+    wanted = threads if threads is not None else available_cores()
+    return max(1, min(wanted, _kernels.max_threads()))
+
+
+def choose_level(levels, tolerance):
+    """The level a call with this accuracy budget uses, or None for the exact product.
+
+    Parameters
+    ----------
+    levels : sequence of Level
+        Fitted levels, cheapest (fewest codebooks) first.
+    tolerance : float or None
+        ``None``: the most accurate level. ``t``: the cheapest level whose
+        validated error is ``<= t``; None if no level qualifies.
+    """
+    if not levels:
+        return None
+    if tolerance is None:
+        return min(levels, key=lambda level: (level.error, level.ncodebooks))
+    for level in levels:
+        if level.error <= tolerance:
+            return level
+    return None
+
+
+def approx_product(x2d, level, out2d, threads=None):
+    """Write the approximate product of rows ``x2d`` into ``out2d``.
+
+    Parameters
+    ----------
+    x2d : ndarray of float32 or float64, shape (N, D), any strides
+    level : Level
+    out2d : ndarray of float32 or float64, shape (N, M), writeable, not
+        overlapping ``x2d``
+    threads : int or None
+        Requested threads (see :func:`kernel_threads`).
+    """
+    del threads  # the NumPy reference is single-threaded; kernels take it
+    out2d[...] = _reference.approx_matmul(x2d, level, out2d.dtype)

@@ -1,0 +1,105 @@
+"""Plain NumPy reference of the call path: the oracle every compiled kernel must match.
+
+Nothing here is fast; everything here is obviously right. The semantics are those
+documented in :mod:`approxmat._level`. The compiled kernels are tested bit for bit
+against :func:`approx_matmul`, and it is the fallback where no kernel applies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._level import TREE_DEPTH, Level
+
+__all__ = ["encode", "table_sums", "dequantize", "approx_matmul"]
+
+
+def encode(x, split_dims, thresholds):
+    """Encode rows into one 4-bit code per codebook.
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, shape (N, D)
+    split_dims : ndarray of int, shape (C, 4)
+    thresholds : ndarray of float32, shape (C, 15)
+
+    Returns
+    -------
+    codes : ndarray of uint8, shape (N, C)
+        Values in ``0..15``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> split_dims = np.array([[0, 1, 0, 1]], dtype=np.int32)
+    >>> thresholds = np.zeros((1, 15), dtype=np.float32)
+    >>> encode(np.array([[1.0, -1.0], [-1.0, 1.0]]), split_dims, thresholds)
+    array([[10],
+           [ 5]], dtype=uint8)
+    """
+    x = np.asarray(x)
+    N, C = x.shape[0], split_dims.shape[0]
+    node = np.zeros((N, C), dtype=np.intp)
+    cols = np.arange(C)
+    for level in range(TREE_DEPTH):
+        values = x[:, split_dims[:, level]]
+        limits = thresholds[cols, (1 << level) - 1 + node]
+        node = 2 * node + (values > limits)
+    return node.astype(np.uint8)
+
+
+def table_sums(codes, luts):
+    """Exact integer sums ``acc[n, m] = sum_c luts[c, codes[n, c], m]``.
+
+    Parameters
+    ----------
+    codes : ndarray of uint8, shape (N, C)
+    luts : ndarray of uint8, shape (C, 16, M)
+
+    Returns
+    -------
+    acc : ndarray of int32, shape (N, M)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> luts = np.arange(2 * 16 * 1, dtype=np.uint8).reshape(2, 16, 1)
+    >>> table_sums(np.array([[3, 4]], dtype=np.uint8), luts)
+    array([[23]], dtype=int32)
+    """
+    N, C = codes.shape
+    acc = np.zeros((N, luts.shape[2]), dtype=np.int32)
+    for c in range(C):
+        acc += luts[c, codes[:, c], :]
+    return acc
+
+
+def dequantize(acc, scale, offset, dtype):
+    """``dtype(acc) * dtype(scale) + dtype(offset)``, each operation rounded to ``dtype``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dequantize(np.array([[2]], dtype=np.int32), np.array([0.5]), np.array([1.0]), np.float32)
+    array([[2.]], dtype=float32)
+    """
+    dtype = np.dtype(dtype)
+    return acc.astype(dtype) * scale.astype(dtype) + offset.astype(dtype)
+
+
+def approx_matmul(x, level: Level, dtype):
+    """The approximate product of 2-D rows ``x`` with a fitted level, in ``dtype``.
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, shape (N, D)
+    level : Level
+    dtype : float32 or float64
+        Output dtype.
+
+    Returns
+    -------
+    ndarray of ``dtype``, shape (N, M)
+    """
+    codes = encode(x, level.split_dims, level.thresholds)
+    return dequantize(table_sums(codes, level.luts), level.scale, level.offset, dtype)
