@@ -16,12 +16,19 @@ except ImportError:  # an unbuilt source checkout shadows the installed package
 
     redirect(__file__)  # replaces this module in sys.modules with the installed one
 else:
+    from ._budget import ApproxAccuracyError, ApproxMatrixWarning, CallReport, DriftWarning, last_call
     from ._config import config, get_config, set_config
-    from ._matrix import ApproxMatrix, load
+    from ._matrix import ApproxMatrix, LevelInfo, load
     from ._show import show_config
 
 __all__ = [
+    "ApproxAccuracyError",
     "ApproxMatrix",
+    "ApproxMatrixWarning",
+    "CallReport",
+    "DriftWarning",
+    "LevelInfo",
+    "last_call",
     "config",
     "get_config",
     "load",

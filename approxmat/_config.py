@@ -34,10 +34,29 @@ class Config:
         Threads of the kernels. ``None`` (default) uses every core this process
         may use, capped by OpenMP's limit (so ``threadpoolctl.threadpool_limits``
         applies).
+    verify : int, float or None
+        Check each approximate call against the exact product on a random sample
+        of its rows: an int is a row count, a float in ``(0, 1]`` a fraction of
+        the rows. ``None`` (default) checks nothing. The check costs
+        ``rows x D x M`` multiply-adds and yields an upper confidence bound on
+        the call's relative error (see :func:`approxmat.last_call`).
+    on_violation : {"exact", "warn", "raise"}
+        What a verified call does when the bound exceeds ``tolerance``:
+        ``"exact"`` (default) returns the exact product instead and warns once
+        per matrix; ``"warn"`` returns the approximation and warns;
+        ``"raise"`` raises :class:`approxmat.ApproxAccuracyError`.
+    drift_fraction : float or None
+        Warn (:class:`approxmat.DriftWarning`, once per matrix) when more than
+        this fraction of a call's rows has a split column outside the range
+        seen at fit time (widened by 10 % of its width on each side). Default 0.05; ``None`` disables the warning (rows are
+        still counted in :func:`approxmat.last_call`).
     """
 
     tolerance: float | None = None
     threads: int | None = None
+    verify: int | float | None = None
+    on_violation: str = "exact"
+    drift_fraction: float | None = 0.05
 
 
 def _check_tolerance(value):
@@ -71,7 +90,59 @@ def _check_threads(value):
     return int(value)
 
 
-_VALIDATORS = {"tolerance": _check_tolerance, "threads": _check_threads}
+def _check_verify(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"verify must be a row count (int >= 1), a fraction in (0, 1] (float) or None, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if isinstance(value, numbers.Integral):
+        if value < 1:
+            raise ValueError(f"verify as a row count must be >= 1, got {value!r}")
+        return int(value)
+    value = float(value)
+    if not 0 < value <= 1:
+        raise ValueError(
+            f"verify as a fraction of rows must be in (0, 1], got {value!r}; "
+            "pass an int for a row count"
+        )
+    return value
+
+
+_ON_VIOLATION = ("exact", "warn", "raise")
+
+
+def _check_on_violation(value):
+    if value not in _ON_VIOLATION:
+        raise ValueError(
+            f"on_violation must be one of {', '.join(map(repr, _ON_VIOLATION))}, got {value!r}"
+        )
+    return value
+
+
+def _check_drift_fraction(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"drift_fraction must be a fraction in [0, 1) or None, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    value = float(value)
+    if not 0 <= value < 1:
+        raise ValueError(f"drift_fraction must be in [0, 1) or None, got {value!r}")
+    return value
+
+
+_VALIDATORS = {
+    "tolerance": _check_tolerance,
+    "threads": _check_threads,
+    "verify": _check_verify,
+    "on_violation": _check_on_violation,
+    "drift_fraction": _check_drift_fraction,
+}
 _current = contextvars.ContextVar("approxmat_config", default=Config())
 
 
@@ -97,8 +168,9 @@ def get_config() -> Config:
     Examples
     --------
     >>> import approxmat as am
-    >>> am.get_config()
-    Config(tolerance=None, threads=None)
+    >>> am.get_config()  # doctest: +NORMALIZE_WHITESPACE
+    Config(tolerance=None, threads=None, verify=None, on_violation='exact',
+           drift_fraction=0.05)
     """
     return _current.get()
 
@@ -138,17 +210,15 @@ class config(contextlib.ContextDecorator):
 
     Parameters
     ----------
-    tolerance : float or None, optional
-        See :class:`Config`. Left unchanged when not given.
-    threads : int or None, optional
-        See :class:`Config`. Left unchanged when not given.
+    tolerance, threads, verify, on_violation, drift_fraction : optional
+        See :class:`Config`. Settings not given are left unchanged.
 
     Examples
     --------
     >>> import approxmat as am
     >>> with am.config(tolerance=0.05, threads=1):
-    ...     am.get_config()
-    Config(tolerance=0.05, threads=1)
+    ...     (am.get_config().tolerance, am.get_config().threads)
+    (0.05, 1)
     >>> am.get_config().tolerance is None
     True
     """

@@ -51,6 +51,10 @@ class Level:
         Dequantisation: ``y = acc * scale + offset``.
     error : float
         Relative Frobenius error measured on held-out calibration rows.
+    split_low, split_high : ndarray of float32, shape (C, 4), optional
+        Range of each split column over the calibration rows (rounded outwards
+        to float32). A row is *out of range* when any of its split columns is
+        below ``split_low`` or above ``split_high``; it feeds drift warnings.
     """
 
     split_dims: np.ndarray
@@ -59,6 +63,8 @@ class Level:
     scale: np.ndarray
     offset: np.ndarray
     error: float = float("nan")
+    split_low: np.ndarray | None = None
+    split_high: np.ndarray | None = None
     #: Kernel-specific packed copies of the parameters, filled lazily by the kernels.
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -72,6 +78,13 @@ class Level:
             (self.scale, np.float64, (M,)),
             (self.offset, np.float64, (M,)),
         ]
+        if (self.split_low is None) != (self.split_high is None):
+            raise ValueError("split_low and split_high must be given together")
+        if self.split_low is not None:
+            checks += [
+                (self.split_low, np.float32, (C, TREE_DEPTH)),
+                (self.split_high, np.float32, (C, TREE_DEPTH)),
+            ]
         for arr, dtype, shape in checks:
             if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape:
                 raise ValueError(
@@ -81,8 +94,10 @@ class Level:
                 )
         if not 1 <= C <= MAX_CODEBOOKS:
             raise ValueError(f"ncodebooks must be in [1, {MAX_CODEBOOKS}], got {C}")
-        for arr in (self.split_dims, self.thresholds, self.luts, self.scale, self.offset):
-            arr.flags.writeable = False
+        for arr in (self.split_dims, self.thresholds, self.luts, self.scale, self.offset,
+                    self.split_low, self.split_high):
+            if arr is not None:
+                arr.flags.writeable = False
 
     @property
     def ncodebooks(self) -> int:

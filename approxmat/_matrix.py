@@ -17,11 +17,12 @@ write into it (``W += 1``, ``W[0] = 1``, ``np.add(a, b, out=W)``) raise ``TypeEr
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from . import _dispatch
+from . import _budget, _dispatch, _reference
 from ._build_info import version as _version
 from ._config import get_config
 
@@ -144,11 +145,12 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     np.float64(21.0)
     """
 
-    __slots__ = ("_weights", "_levels", "__weakref__")
+    __slots__ = ("_weights", "_levels", "_warned", "__weakref__")
 
     def __init__(self, weights):
         self._weights = _validate_weights(weights)
         self._levels = ()
+        self._warned = set()  # one-time warnings already given by this matrix
 
     # ------------------------------------------------------------------ the array
     @property
@@ -228,6 +230,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     def __setstate__(self, state):
         self._weights = _validate_weights(state["weights"])
         self._levels = tuple(state["levels"])
+        self._warned = set()
 
     def __repr__(self):
         head = f"ApproxMatrix(shape={self.shape}, dtype={self.dtype}"
@@ -240,6 +243,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         new = object.__new__(type(self))
         new._weights = self._weights
         new._levels = tuple(levels)
+        new._warned = set()
         return new
 
     # ------------------------------------------------------------------ fitting
@@ -285,7 +289,10 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         levels = fit_levels(
             X_cal, self._weights, ncodebooks, random_state=random_state, progress=progress
         )
+        X_cal = np.asarray(X_cal)
+        levels = [_with_ranges(level, X_cal) for level in levels]
         self._levels = tuple(levels)  # one assignment: concurrent callers see old or new
+        self._warned = set()
         return self
 
     def save(self, path):
@@ -341,33 +348,184 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         """``x @ W``: approximate when fitted and within budget, else exact."""
         weights = self._weights
         x = x._weights if isinstance(x, ApproxMatrix) else x
-        exact = np.dot if name == "dot" else np.matmul
         if not isinstance(x, np.ndarray):
             x = np.asarray(x)
         out = kwargs.get("out")
         if isinstance(out, tuple):
             out = out[0] if len(out) == 1 else out
         dtype = kwargs.get("dtype")
-        axes = kwargs.get("axes")
-        unsupported = set(kwargs) - {"out", "dtype", "axes"}
-        if axes is not None and [tuple(a) for a in axes] == _DEFAULT_MATMUL_AXES and x.ndim >= 2:
-            axes = None  # what `x @= W` passes: the default axes
-        level = None
-        if self._levels and not unsupported and axes is None and x.ndim >= 1:
-            level = self._level_for_call(x, dtype)
+        config = get_config()
+        level, reason = self._level_for_call(x, kwargs, config)
         if level is None:
-            if name == "dot":
-                return np.dot(x, weights, out=out) if out is not None else np.dot(x, weights)
-            return exact(x, weights, **kwargs)
-        return _approx_call(x, weights, level, out, dtype, name)
+            _budget.record(_budget.CallReport(None, _rows(x), reason=reason))
+            return _exact_call(x, weights, kwargs, out, name)
+        return self._approx_call(x, level, out, dtype, name, kwargs, config)
 
-    def _level_for_call(self, x, dtype):
+    def _level_for_call(self, x, kwargs, config):
+        """The level to use and why, or ``(None, why the product is exact)``."""
+        if not self._levels:
+            return None, "not fitted"
+        unsupported = sorted(set(kwargs) - {"out", "dtype", "axes"})
+        axes = kwargs.get("axes")
+        if axes is not None and not (
+            x.ndim >= 2 and [tuple(a) for a in axes] == _DEFAULT_MATMUL_AXES
+        ):
+            unsupported.append("axes")  # `x @= W` passes the default axes: those are fine
+        if unsupported:
+            return None, f"arguments {', '.join(unsupported)} are computed exactly"
+        if x.ndim == 0:
+            return None, "0-d left operand"
         if x.dtype.kind not in "biuf":
-            return None
+            return None, f"{x.dtype} left operands are computed exactly"
+        dtype = kwargs.get("dtype")
         result = np.dtype(dtype) if dtype is not None else np.result_type(x.dtype, self.dtype)
         if result not in _dispatch.APPROX_RESULT_DTYPES:
-            return None
-        return _dispatch.choose_level(self._levels, get_config().tolerance)
+            return None, f"{result} results are computed exactly"
+        level = _dispatch.choose_level(self._levels, config.tolerance)
+        if level is None:
+            if config.tolerance == 0:
+                return None, "tolerance=0 asks for the exact product"
+            return None, f"no fitted level has validated error <= tolerance {config.tolerance:g}"
+        return level, f"level with {level.ncodebooks} codebooks (validated error {level.error:.3g})"
+
+    def _approx_call(self, x, level, out, dtype, name, kwargs, config):
+        """The approximate product, with NumPy's shape, dtype and ``out=`` rules."""
+        weights = self._weights
+        D, M = weights.shape
+        if x.shape[-1] != D:
+            raise _core_mismatch(name, x, weights)
+        result_dtype = (
+            np.dtype(dtype) if dtype is not None else np.result_type(x.dtype, weights.dtype)
+        )
+        out_shape = x.shape[:-1] + (M,)
+        if out is not None:
+            _check_out(out, out_shape, result_dtype, name, x, weights)
+        # Compute in float32 or float64; float16 results are computed in float32.
+        compute = np.dtype(np.float64 if result_dtype == np.float64 else np.float32)
+        x2d = x.reshape(-1, D) if x.ndim != 2 else x
+        if dtype is not None or x2d.dtype.kind != "f" or x2d.dtype == np.float16:
+            x2d = x2d.astype(compute, copy=False)  # NumPy casts inputs to dtype= first
+        direct = (
+            out is not None
+            and out.dtype == compute
+            and not np.shares_memory(out, x)
+            and (out.ndim == 2 or out.flags.c_contiguous)
+        )
+        if direct:
+            y2d = out.reshape(-1, M) if out.ndim != 2 else out
+        else:
+            y2d = np.empty((x2d.shape[0], M), dtype=compute)
+        _dispatch.approx_product(x2d, level, y2d, config.threads)
+        nonfinite, out_of_range = _reference.row_flags(x2d, level)
+        if nonfinite.any():
+            y2d[nonfinite] = np.nan  # like NumPy: NaN/inf in a row poisons that row only
+        report = self._check_budget(x2d, y2d, level, config, nonfinite, out_of_range)
+        _budget.record(report)
+        if report.fell_back:
+            return _exact_call(x, weights, kwargs, out, name)
+        if direct:
+            return out
+        y = y2d.reshape(out_shape)
+        if out is None:
+            return y if result_dtype == compute else y.astype(result_dtype)
+        np.copyto(out, y, casting="same_kind")
+        return out
+
+    def _check_budget(self, x2d, y2d, level, config, nonfinite, out_of_range):
+        """Verification on sampled rows and drift accounting; the call's report."""
+        nrows = x2d.shape[0]
+        n_nonfinite = int(np.count_nonzero(nonfinite)) if nonfinite is not None else 0
+        n_outside = int(np.count_nonzero(out_of_range)) if out_of_range is not None else 0
+        fraction = config.drift_fraction
+        if fraction is not None and nrows and n_outside > fraction * nrows:
+            self._warn_once(
+                "drift",
+                _budget.DriftWarning(
+                    f"{n_outside} of {nrows} rows ({n_outside / nrows:.1%}) have split columns "
+                    f"outside the range of the calibration data (drift_fraction={fraction:g}); "
+                    "the validated error may not hold. Refit on current data, or use "
+                    "approxmat.config(verify=...) to check calls."
+                ),
+            )
+        estimate = bound = float("nan")
+        k = _budget.sample_size(config.verify, nrows)
+        verified = 0
+        fell_back = False
+        reason = f"level with {level.ncodebooks} codebooks"
+        if k:
+            rows = _budget.sample_rows(nrows, k)
+            if n_nonfinite:
+                rows = rows[~nonfinite[rows]]  # NaN rows are NaN in both products
+            verified = len(rows)
+            exact = x2d[rows].astype(np.float64) @ self._weights.astype(np.float64)
+            estimate, bound = _budget.estimate_error(y2d[rows], exact, nrows - n_nonfinite)
+            tolerance = config.tolerance
+            if tolerance is not None and bound > tolerance:
+                message = (
+                    f"approximate product exceeded the accuracy budget: estimated relative "
+                    f"error {estimate:.3g}, {_budget.CONFIDENCE:.0%} upper bound {bound:.3g} > "
+                    f"tolerance {tolerance:g} ({verified} of {nrows} rows verified, level with "
+                    f"{level.ncodebooks} codebooks, validated error {level.error:.3g})"
+                )
+                if config.on_violation == "raise":
+                    _budget.record(
+                        _budget.CallReport(
+                            level.ncodebooks, nrows, verified, estimate, bound, False,
+                            n_outside, n_nonfinite, "verification failed: raised",
+                        )
+                    )
+                    raise _budget.ApproxAccuracyError(message)
+                if config.on_violation == "warn":
+                    warnings.warn(message, _budget.ApproxMatrixWarning, stacklevel=5)
+                    reason += "; verification failed: warned"
+                else:
+                    fell_back = True
+                    reason = "verification failed: exact product returned"
+                    self._warn_once(
+                        "violation",
+                        _budget.ApproxMatrixWarning(
+                            message + "; the exact product was returned instead (this warning "
+                            "is shown once per matrix)"
+                        ),
+                    )
+        return _budget.CallReport(
+            level.ncodebooks, nrows, verified, estimate, bound, fell_back, n_outside,
+            n_nonfinite, reason,
+        )
+
+    def _warn_once(self, key, warning):
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        warnings.warn(warning, stacklevel=6)  # the user's line: @ -> ufunc -> here
+
+
+#: Calibrated ranges are widened by this fraction of their width on each side, so
+#: that fresh rows from the calibration distribution rarely leave them (the extremes
+#: of a finite sample are exceeded by about 2 / N of new rows per column).
+RANGE_MARGIN = 0.1
+
+
+def _with_ranges(level, X_cal):
+    """``level`` with the calibrated range of its split columns (float32, rounded outwards)."""
+    values = X_cal[:, level.split_dims].astype(np.float64)  # (N, C, 4)
+    low, high = values.min(axis=0), values.max(axis=0)
+    margin = RANGE_MARGIN * (high - low)
+    low, high = low - margin, high + margin
+    low32, high32 = low.astype(np.float32), high.astype(np.float32)
+    low32 = np.where(low32 > low, np.nextafter(low32, np.float32(-np.inf)), low32)
+    high32 = np.where(high32 < high, np.nextafter(high32, np.float32(np.inf)), high32)
+    return dataclasses.replace(level, split_low=low32, split_high=high32)
+
+
+def _rows(x) -> int:
+    return int(np.prod(x.shape[:-1])) if x.ndim >= 1 else 1
+
+
+def _exact_call(x, weights, kwargs, out, name):
+    if name == "dot":
+        return np.dot(x, weights, out=out) if out is not None else np.dot(x, weights)
+    return np.matmul(x, weights, **kwargs)
 
 
 def _core_mismatch(name, x, weights):
@@ -383,56 +541,28 @@ def _core_mismatch(name, x, weights):
     )
 
 
-def _approx_call(x, weights, level, out, dtype, name):
-    """The approximate product, with NumPy's shape, dtype and ``out=`` rules."""
-    D, M = weights.shape
-    if x.shape[-1] != D:
-        raise _core_mismatch(name, x, weights)
-    result_dtype = np.dtype(dtype) if dtype is not None else np.result_type(x.dtype, weights.dtype)
-    out_shape = x.shape[:-1] + (M,)
-    if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"{name}: out must be a numpy array, got {type(out).__name__}")
-        if name == "dot":
-            if out.shape != out_shape or out.dtype != result_dtype or not out.flags.c_contiguous:
-                raise ValueError(
-                    "output array is not acceptable (must have the right datatype, number of "
-                    "dimensions, and be a C-Array)"
-                )
-        elif out.shape != out_shape:
+def _check_out(out, out_shape, result_dtype, name, x, weights):
+    """NumPy's rules for ``out=`` of matmul (same-kind casting) and dot (exact)."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: out must be a numpy array, got {type(out).__name__}")
+    if name == "dot":
+        if out.shape != out_shape or out.dtype != result_dtype or not out.flags.c_contiguous:
             raise ValueError(
-                f"matmul: out has shape {out.shape}, but the product of shapes {x.shape} and "
-                f"{weights.shape} has shape {out_shape}"
+                "output array is not acceptable (must have the right datatype, number of "
+                "dimensions, and be a C-Array)"
             )
-        if not np.can_cast(result_dtype, out.dtype, casting="same_kind"):
-            raise TypeError(
-                f"Cannot cast ufunc '{name}' output from {result_dtype!r} to {out.dtype!r} "
-                "with casting rule 'same_kind'"
-            )
-        if not out.flags.writeable:
-            raise ValueError("output array is read-only")
-    # Compute in float32 or float64; float16 results are computed in float32.
-    compute = np.dtype(np.float64 if result_dtype == np.float64 else np.float32)
-    x2d = x.reshape(-1, D) if x.ndim != 2 else x
-    if dtype is not None or x2d.dtype.kind != "f" or x2d.dtype == np.float16:
-        x2d = x2d.astype(compute, copy=False)  # NumPy casts inputs to dtype= first
-    direct = (
-        out is not None
-        and out.dtype == compute
-        and not np.shares_memory(out, x)
-        and (out.ndim == 2 or out.flags.c_contiguous)
-    )
-    if direct:
-        target = out.reshape(-1, M) if out.ndim != 2 else out
-        _dispatch.approx_product(x2d, level, target)
-        return out
-    y = np.empty((x2d.shape[0], M), dtype=compute)
-    _dispatch.approx_product(x2d, level, y)
-    y = y.reshape(out_shape)
-    if out is None:
-        return y if result_dtype == compute else y.astype(result_dtype)
-    np.copyto(out, y, casting="same_kind")
-    return out
+    elif out.shape != out_shape:
+        raise ValueError(
+            f"matmul: out has shape {out.shape}, but the product of shapes {x.shape} and "
+            f"{weights.shape} has shape {out_shape}"
+        )
+    if not np.can_cast(result_dtype, out.dtype, casting="same_kind"):
+        raise TypeError(
+            f"Cannot cast ufunc '{name}' output from {result_dtype!r} to {out.dtype!r} "
+            "with casting rule 'same_kind'"
+        )
+    if not out.flags.writeable:
+        raise ValueError("output array is read-only")
 
 
 def load(path) -> ApproxMatrix:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._level import TREE_DEPTH, Level
 
-__all__ = ["encode", "table_sums", "dequantize", "approx_matmul"]
+__all__ = ["encode", "table_sums", "dequantize", "approx_matmul", "row_flags"]
 
 
 def encode(x, split_dims, thresholds):
@@ -103,3 +103,41 @@ def approx_matmul(x, level: Level, dtype):
     """
     codes = encode(x, level.split_dims, level.thresholds)
     return dequantize(table_sums(codes, level.luts), level.scale, level.offset, dtype)
+
+
+def row_flags(x, level: Level):
+    """Rows with a NaN or inf anywhere, and rows with a split column out of range.
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, shape (N, D)
+    level : Level
+
+    Returns
+    -------
+    nonfinite : ndarray of bool, shape (N,)
+        Rows whose product is NaN (NumPy would give NaN or inf there).
+    out_of_range : ndarray of bool, shape (N,)
+        Finite rows with some ``x[split_dims[c, l]]`` outside
+        ``[split_low[c, l], split_high[c, l]]``; all False when the level has no
+        ranges.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from approxmat._level import Level
+    >>> level = Level(np.zeros((1, 4), np.int32), np.zeros((1, 15), np.float32),
+    ...               np.zeros((1, 16, 1), np.uint8), np.ones(1), np.zeros(1),
+    ...               split_low=np.full((1, 4), -1, np.float32),
+    ...               split_high=np.full((1, 4), 1, np.float32))
+    >>> row_flags(np.array([[0.5, 9.0], [2.0, 0.0], [0.0, np.nan]]), level)
+    (array([False, False,  True]), array([False,  True, False]))
+    """
+    x = np.asarray(x)
+    nonfinite = ~np.isfinite(x).all(axis=1)
+    if level.split_low is None or x.shape[0] == 0:
+        return nonfinite, np.zeros(x.shape[0], dtype=bool)
+    values = x[:, level.split_dims.ravel()]
+    low, high = level.split_low.ravel(), level.split_high.ravel()
+    outside = ((values < low) | (values > high)).any(axis=1)
+    return nonfinite, outside & ~nonfinite
