@@ -1,5 +1,362 @@
-"""Not written yet: the learner issue fills this module."""
+"""Save and load fitted operating points: one self-describing file, no pickle.
+
+File layout (all integers little-endian)::
+
+    offset  size  content
+    0       16    MAGIC = b"\\x89APPROXMAT\\r\\n\\x1a\\n\\x00\\x00"
+    16      4     uint32 format version (FORMAT_VERSION)
+    20      4     uint32 header length H (<= MAX_HEADER_BYTES)
+    24      8     uint64 payload length P
+    32      H     header: UTF-8 JSON object, exactly the keys
+                  {"meta", "weights", "levels"}:
+                  "meta": the caller's small JSON-able dict,
+                  "weights": {"dtype": "<f8", "shape": [D, M]},
+                  "levels": [C_1, C_2, ...] (codebook counts, in order)
+    32+H    P     payload: the raw little-endian arrays, back to back:
+                  weights (D, M); then for each level: split_dims <i4 (C, 4),
+                  thresholds <f4 (C, 15), luts u1 (C, 16, M), scale <f8 (M,),
+                  offset <f8 (M,), split_low <f4 (C, 4), split_high <f4 (C, 4)
+                  (calibrated ranges; -inf/+inf when a level has none);
+                  then the errors <f8 (L,)
+    32+H+P  32    SHA-256 of every preceding byte
+
+Loading reads at most the bytes that really are in the file (sizes are checked
+against the file before anything is allocated), verifies the digest, then
+validates the header and every array (dtypes from a fixed list, consistent
+shapes, split columns inside ``[0, D)``, finite scales) before building
+:class:`~approxmat._level.Level` objects. Every failure is a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import struct
+import tempfile
+
+import numpy as np
+
+from ._level import MAX_CODEBOOKS, NLEAVES, TREE_DEPTH, Level
+
+__all__ = ["save", "load", "FORMAT_VERSION"]
+
+MAGIC = b"\x89APPROXMAT\r\n\x1a\n\x00\x00"
+#: Version written by this build; it reads versions 1..FORMAT_VERSION.
+FORMAT_VERSION = 1
+_PRELUDE = struct.Struct("<16sIIQ")
+_DIGEST = 32
+#: Largest accepted JSON header (the metadata is meant to be small).
+MAX_HEADER_BYTES = 1 << 20
+#: Largest number of levels in one file.
+MAX_LEVELS = 1024
+_WEIGHT_DTYPES = {
+    np.dtype(t).newbyteorder("<").str
+    for t in (
+        np.float16, np.float32, np.float64,
+        np.int8, np.int16, np.int32, np.int64,
+        np.uint8, np.uint16, np.uint32, np.uint64,
+    )
+}
+_READ_CHUNK = 1 << 20
 
 
-def save(*args, **kwargs):
-    raise NotImplementedError("the learner has not landed yet")
+def _le(dtype):
+    return np.dtype(dtype).newbyteorder("<")
+
+
+def _level_layout(C, M):
+    return [
+        ("split_dims", _le(np.int32), (C, TREE_DEPTH)),
+        ("thresholds", _le(np.float32), (C, NLEAVES - 1)),
+        ("luts", np.dtype(np.uint8), (C, NLEAVES, M)),
+        ("scale", _le(np.float64), (M,)),
+        ("offset", _le(np.float64), (M,)),
+        ("split_low", _le(np.float32), (C, TREE_DEPTH)),
+        ("split_high", _le(np.float32), (C, TREE_DEPTH)),
+    ]
+
+
+def _stored(level, name):
+    """The array saved for ``name``; levels without calibrated ranges save -inf/+inf."""
+    value = getattr(level, name)
+    if value is None:
+        fill = -np.inf if name == "split_low" else np.inf
+        value = np.full((level.ncodebooks, TREE_DEPTH), fill, dtype=np.float32)
+    return value
+
+
+def save(path, weights, levels, meta):
+    """Write weights, fitted levels and metadata to one file.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+        Destination. A path is written atomically (temporary file, then rename).
+    weights : ndarray, shape (D, M)
+        Real numeric weights (float16/32/64 or integers).
+    levels : sequence of Level
+        Fitted operating points, each with ``M`` outputs and split columns in
+        ``[0, D)``.
+    meta : dict
+        Small JSON-serialisable metadata (at most 1 MiB of JSON).
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> from approxmat._level import Level
+    >>> lv = Level(np.zeros((1, 4), np.int32), np.zeros((1, 15), np.float32),
+    ...            np.zeros((1, 16, 2), np.uint8), np.ones(2), np.zeros(2), error=0.5)
+    >>> buf = io.BytesIO()
+    >>> save(buf, np.eye(3, 2), [lv], {"approxmat": "0.1"})
+    >>> w, levels, meta = load(io.BytesIO(buf.getvalue()))
+    >>> w.shape, levels[0].error, meta
+    ((3, 2), 0.5, {'approxmat': '0.1'})
+    """
+    data = _serialise(weights, levels, meta)
+    if isinstance(path, (str, bytes, os.PathLike)):
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".approxmat-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    else:
+        path.write(data)
+
+
+def _serialise(weights, levels, meta):
+    if not isinstance(meta, dict):
+        raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
+    try:
+        meta_json = json.dumps(meta, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"meta must be JSON-serialisable: {exc}") from None
+    w = np.asarray(weights)
+    if w.ndim != 2 or _le(w.dtype).str not in _WEIGHT_DTYPES:
+        raise ValueError(
+            f"weights must be a 2-D real numeric array, got {w.dtype} of shape {w.shape}"
+        )
+    D, M = w.shape
+    levels = list(levels)
+    if len(levels) > MAX_LEVELS:
+        raise ValueError(f"at most {MAX_LEVELS} levels can be saved, got {len(levels)}")
+    parts = [np.ascontiguousarray(w, dtype=_le(w.dtype)).tobytes()]
+    for lv in levels:
+        if not isinstance(lv, Level):
+            raise TypeError(f"levels must contain Level objects, got {type(lv).__name__}")
+        if lv.noutputs != M:
+            raise ValueError(f"a level has {lv.noutputs} outputs but weights have M={M}")
+        if lv.split_dims.size and (lv.split_dims.min() < 0 or lv.split_dims.max() >= D):
+            raise ValueError(f"a level has split columns outside [0, {D})")
+        for name, dtype, shape in _level_layout(lv.ncodebooks, M):
+            parts.append(np.ascontiguousarray(_stored(lv, name), dtype=dtype).tobytes())
+    errors = np.array([lv.error for lv in levels], dtype=_le(np.float64))
+    parts.append(errors.tobytes())
+    header = json.dumps(
+        {
+            "meta": json.loads(meta_json),
+            "weights": {"dtype": _le(w.dtype).str, "shape": [D, M]},
+            "levels": [lv.ncodebooks for lv in levels],
+        },
+        allow_nan=False,
+        sort_keys=True,
+    ).encode("utf-8")
+    if len(header) > MAX_HEADER_BYTES:
+        raise ValueError(
+            f"metadata too large: the header is {len(header)} bytes, at most "
+            f"{MAX_HEADER_BYTES} are allowed"
+        )
+    payload = b"".join(parts)
+    body = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(header), len(payload)) + header + payload
+    return body + hashlib.sha256(body).digest()
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+
+
+def _bad(msg):
+    return ValueError(f"not a valid approxmat file: {msg}")
+
+
+def _read_exact(f, n, what, remaining=None):
+    """Read exactly n bytes, never allocating more than what the file holds."""
+    if remaining is not None and n > remaining:
+        raise _bad(
+            f"truncated: the {what} needs {n} bytes but only {remaining} remain"
+        )
+    chunks = []
+    got = 0
+    while got < n:
+        block = f.read(min(_READ_CHUNK, n - got))
+        if not block:
+            raise _bad(f"truncated: the {what} needs {n} bytes, only {got} were read")
+        chunks.append(block)
+        got += len(block)
+    return b"".join(chunks)
+
+
+def _remaining(f):
+    try:
+        if not f.seekable():
+            return None
+        here = f.tell()
+        end = f.seek(0, io.SEEK_END)
+        f.seek(here)
+        return end - here
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def load(path):
+    """Read a file written by :func:`save`.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+
+    Returns
+    -------
+    weights : ndarray, shape (D, M)
+    levels : list of Level
+    meta : dict
+
+    Raises
+    ------
+    ValueError
+        If the file is not a valid approxmat file: wrong magic, newer format
+        version, truncated, checksum mismatch, malformed header, unsupported
+        dtype or inconsistent shapes. Nothing in the file is ever executed.
+    """
+    if isinstance(path, (str, bytes, os.PathLike)):
+        with open(path, "rb") as f:
+            return _load(f)
+    return _load(path)
+
+
+def _load(f):
+    remaining = _remaining(f)
+    prelude = _read_exact(f, _PRELUDE.size, "file prelude", remaining)
+    magic, version, hlen, plen = _PRELUDE.unpack(prelude)
+    if magic != MAGIC:
+        raise _bad("wrong magic bytes (is this an approxmat file?)")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"this file was written by a newer approxmat format version {version}; "
+            f"this build reads up to version {FORMAT_VERSION}; upgrade approxmat "
+            "to read it"
+        )
+    if version < 1:
+        raise _bad(f"unsupported format version {version}")
+    if hlen > MAX_HEADER_BYTES:
+        raise _bad(f"header of {hlen} bytes exceeds the limit of {MAX_HEADER_BYTES}")
+    if remaining is not None:
+        remaining -= _PRELUDE.size
+        if remaining != hlen + plen + _DIGEST:
+            raise _bad(
+                f"the file holds {remaining} bytes after the prelude but declares "
+                f"{hlen} + {plen} + {_DIGEST} (truncated or trailing data)"
+            )
+    header = _read_exact(f, hlen, "header", remaining)
+    payload = _read_exact(f, plen, "payload", None if remaining is None else remaining - hlen)
+    digest = _read_exact(f, _DIGEST, "checksum")
+    if remaining is None and f.read(1):
+        raise _bad("trailing data after the checksum")
+    h = hashlib.sha256(prelude)
+    h.update(header)
+    h.update(payload)
+    if h.digest() != digest:
+        raise _bad("checksum mismatch (the file is corrupt or was modified)")
+    return _parse(header, payload)
+
+
+def _parse(header, payload):
+    try:
+        head = json.loads(header.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _bad(f"malformed header ({type(exc).__name__})") from None
+    if not isinstance(head, dict) or set(head) != {"meta", "weights", "levels"}:
+        keys = sorted(head) if isinstance(head, dict) else type(head).__name__
+        raise _bad(f"header must have exactly the keys meta, weights, levels; got {keys}")
+    meta, wspec, Cs = head["meta"], head["weights"], head["levels"]
+    if not isinstance(meta, dict):
+        raise _bad("meta is not an object")
+    if not isinstance(wspec, dict) or set(wspec) != {"dtype", "shape"}:
+        raise _bad("weights spec must have exactly the keys dtype and shape")
+    if wspec["dtype"] not in _WEIGHT_DTYPES:
+        raise _bad(f"unsupported weights dtype {wspec['dtype']!r}")
+    shape = wspec["shape"]
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 2
+        and all(type(s) is int and 1 <= s <= max(1, len(payload)) for s in shape)
+    ):
+        raise _bad(f"invalid weights shape {shape!r}")
+    D, M = shape
+    if not isinstance(Cs, list) or len(Cs) > MAX_LEVELS:
+        raise _bad(f"levels must be a list of at most {MAX_LEVELS} codebook counts")
+    for C in Cs:
+        if type(C) is not int or not 1 <= C <= MAX_CODEBOOKS or C > D:
+            raise _bad(f"invalid number of codebooks {C!r} (D={D})")
+
+    # Sizes, computed with Python ints (no overflow), before touching the payload.
+    wdtype = np.dtype(wspec["dtype"])
+    expected = D * M * wdtype.itemsize
+    for C in Cs:
+        expected += sum(
+            math.prod(s) * dt.itemsize for _, dt, s in _level_layout(C, M)
+        )
+    expected += 8 * len(Cs)
+    if expected != len(payload):
+        raise _bad(
+            f"payload is {len(payload)} bytes but the header describes {expected}"
+        )
+
+    pos = 0
+
+    def take(dtype, shape):
+        nonlocal pos
+        count = math.prod(shape)
+        arr = np.frombuffer(payload, dtype=dtype, count=count, offset=pos)
+        pos += count * dtype.itemsize
+        return arr.reshape(shape).astype(dtype.newbyteorder("="), copy=True)
+
+    weights = take(wdtype, (D, M))
+    if weights.dtype.kind == "f" and not np.isfinite(weights).all():
+        raise _bad("weights contain NaN or inf")
+    arrays = [
+        {name: take(dt, s) for name, dt, s in _level_layout(C, M)} for C in Cs
+    ]
+    errors = take(_le(np.float64), (len(Cs),))
+    levels = []
+    for C, arrs, err in zip(Cs, arrays, errors):
+        sd = arrs["split_dims"]
+        if sd.size and (sd.min() < 0 or sd.max() >= D):
+            raise _bad(f"split columns outside [0, {D}) in the level with C={C}")
+        if np.isnan(arrs["thresholds"]).any():
+            raise _bad(f"NaN thresholds in the level with C={C}")
+        if np.isnan(arrs["split_low"]).any() or np.isnan(arrs["split_high"]).any():
+            raise _bad(f"NaN calibrated ranges in the level with C={C}")
+        if not (np.isfinite(arrs["scale"]).all() and np.isfinite(arrs["offset"]).all()):
+            raise _bad(f"non-finite scale or offset in the level with C={C}")
+        if err < 0:
+            raise _bad(f"negative error in the level with C={C}")
+        try:
+            levels.append(Level(**arrs, error=float(err)))
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+    return weights, levels, meta
+

@@ -23,18 +23,6 @@ def test_unknown_command_is_a_usage_error(capsys):
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
 
 
-def test_demo_runs_on_real_data(capsys):
-    assert main(["demo", "--repeat", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "scikit-learn digits" in out
-    assert "codebooks" in out and "speedup" in out
-    rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
-    assert rows, out  # at least one fitted level was printed
-    for row in rows:
-        test_error = float(row[2])
-        assert 0 <= test_error < 1
-
-
 def test_module_runs_from_a_source_checkout_layout(tmp_path):
     # A directory with an unbuilt approxmat/ first on sys.path (what `python -m approxmat`
     # from a checkout sees) must load the installed package instead.
