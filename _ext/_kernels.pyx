@@ -7,10 +7,39 @@ Thread counts are always passed in explicitly.
 
 import os
 
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int32_t, uint8_t
+
+cnp.import_array()
+
 cdef extern from "am_kernels.h":
+    ctypedef struct am_level_view:
+        int C
+        int M
+        const int32_t *split_dims
+        const float *thresholds
+        const uint8_t *luts
+        const double *scale
+        const double *offset
+        const uint8_t *packed
+    ctypedef struct am_matrix:
+        char *data
+        Py_ssize_t rows
+        Py_ssize_t cols
+        Py_ssize_t row_stride
+        Py_ssize_t col_stride
+        int is_f64
     ctypedef struct am_kernels:
         const char *name
         int vector_bytes
+        size_t (*packed_bytes)(int C, int M) noexcept nogil
+        void (*pack)(const am_level_view *lv, uint8_t *dst) noexcept nogil
+        int (*encode)(const am_level_view *lv, const am_matrix *x, uint8_t *codes,
+                      int nthreads) noexcept nogil
+        int (*product)(const am_level_view *lv, const am_matrix *x, am_matrix *out,
+                       int nthreads) noexcept nogil
     int am_supported_variants(const char **names, int capacity)
     const am_kernels *am_variant(const char *name)
     const am_kernels *am_default_variant(const char **error)
@@ -63,6 +92,165 @@ cdef const am_kernels *_table(str name) except NULL:
             f"{supported_variants()}"
         )
     return table
+
+
+cdef object _F32 = np.dtype(np.float32)
+cdef object _F64 = np.dtype(np.float64)
+cdef object _I32 = np.dtype(np.int32)
+cdef object _U8 = np.dtype(np.uint8)
+
+
+cdef int _check(object arr, str what, object dtype, tuple shape) except -1:
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{what} must be a numpy array, got {type(arr).__name__}")
+    if arr.dtype != dtype or arr.shape != shape or not arr.flags.c_contiguous:
+        raise ValueError(
+            f"{what} must be a C-contiguous {dtype} array of shape {shape}, got "
+            f"{arr.dtype} {arr.shape} (c_contiguous={arr.flags.c_contiguous})"
+        )
+    return 0
+
+
+cdef int _level_view(am_level_view *lv, object split_dims, object thresholds, object luts,
+                     object scale, object offset) except -1:
+    if not isinstance(luts, np.ndarray) or (<cnp.ndarray>luts).ndim != 3:
+        raise ValueError("luts must be a 3-D uint8 array of shape (C, 16, M)")
+    cdef Py_ssize_t C = luts.shape[0], M = luts.shape[2]
+    if not 1 <= C <= 256 or M < 1 or luts.shape[1] != 16:
+        raise ValueError(f"luts must have shape (C, 16, M) with 1 <= C <= 256, M >= 1; "
+                         f"got {luts.shape}")
+    _check(split_dims, "split_dims", _I32, (C, 4))
+    _check(thresholds, "thresholds", _F32, (C, 15))
+    _check(luts, "luts", _U8, (C, 16, M))
+    _check(scale, "scale", _F64, (M,))
+    _check(offset, "offset", _F64, (M,))
+    lv.C = <int>C
+    lv.M = <int>M
+    lv.split_dims = <const int32_t *>cnp.PyArray_DATA(split_dims)
+    lv.thresholds = <const float *>cnp.PyArray_DATA(thresholds)
+    lv.luts = <const uint8_t *>cnp.PyArray_DATA(luts)
+    lv.scale = <const double *>cnp.PyArray_DATA(scale)
+    lv.offset = <const double *>cnp.PyArray_DATA(offset)
+    lv.packed = NULL
+    return 0
+
+
+cdef int _use_packed(am_level_view *lv, const am_kernels *table, object packed) except -1:
+    cdef size_t need = table.packed_bytes(lv.C, lv.M)
+    _check(packed, "packed", _U8, (<Py_ssize_t>need,))
+    lv.packed = <const uint8_t *>cnp.PyArray_DATA(packed)
+    return 0
+
+
+cdef int _matrix(am_matrix *mat, object arr, str what, bint writeable) except -1:
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{what} must be a numpy array, got {type(arr).__name__}")
+    cdef cnp.ndarray a = arr
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be 2-D, got shape {arr.shape}")
+    if a.dtype == _F32:
+        mat.is_f64 = 0
+    elif a.dtype == _F64:
+        mat.is_f64 = 1
+    else:
+        raise ValueError(f"{what} must be float32 or float64, got {a.dtype}")
+    if writeable and not a.flags.writeable:
+        raise ValueError(f"{what} is read-only")
+    mat.data = <char *>cnp.PyArray_DATA(a)
+    mat.rows = a.shape[0]
+    mat.cols = a.shape[1]
+    mat.row_stride = a.strides[0]
+    mat.col_stride = a.strides[1]
+    return 0
+
+
+cdef int _check_splits(const am_level_view *lv, Py_ssize_t D) except -1:
+    cdef Py_ssize_t i
+    cdef int32_t v
+    for i in range(4 * lv.C):
+        v = lv.split_dims[i]
+        if v < 0 or v >= D:
+            raise ValueError(
+                f"split_dims must lie in [0, {D}) for rows of width {D}; found {v}"
+            )
+    return 0
+
+
+def packed_bytes(int C, int M, str variant=None):
+    """Bytes of the packed form of a level (C codebooks, M outputs) for a variant."""
+    cdef const am_kernels *table = _table(variant)
+    if not 1 <= C <= 256 or M < 1:
+        raise ValueError("need 1 <= C <= 256 and M >= 1")
+    return table.packed_bytes(C, M)
+
+
+def pack(split_dims, thresholds, luts, scale, offset, str variant=None):
+    """The level's parameters in the named variant's layout (a 1-D uint8 array).
+
+    Computed once per level and variant; pass it to :func:`product` / :func:`encode`.
+    """
+    cdef const am_kernels *table = _table(variant)
+    cdef am_level_view lv
+    _level_view(&lv, split_dims, thresholds, luts, scale, offset)
+    cdef cnp.ndarray packed = np.empty(table.packed_bytes(lv.C, lv.M), dtype=np.uint8)
+    cdef uint8_t *dst = <uint8_t *>cnp.PyArray_DATA(packed)
+    with nogil:
+        table.pack(&lv, dst)
+    packed.flags.writeable = False
+    return packed
+
+
+def encode(x, split_dims, thresholds, luts, scale, offset, packed, int nthreads=1,
+           str variant=None):
+    """Codes (N, C) uint8 of the rows of ``x`` (float32/float64, any strides)."""
+    cdef const am_kernels *table = _table(variant)
+    cdef am_level_view lv
+    cdef am_matrix xm
+    _level_view(&lv, split_dims, thresholds, luts, scale, offset)
+    _use_packed(&lv, table, packed)
+    _matrix(&xm, x, "x", False)
+    _check_splits(&lv, xm.cols)
+    cdef cnp.ndarray codes = np.empty((xm.rows, lv.C), dtype=np.uint8)
+    cdef uint8_t *dst = <uint8_t *>cnp.PyArray_DATA(codes)
+    cdef int status = 0
+    if nthreads < 1:
+        raise ValueError(f"nthreads must be >= 1, got {nthreads}")
+    if xm.rows > 0:
+        with nogil:
+            status = table.encode(&lv, &xm, dst, nthreads)
+    if status != 0:
+        raise MemoryError("approxmat kernel could not allocate its scratch memory")
+    return codes
+
+
+def product(x, split_dims, thresholds, luts, scale, offset, packed, out, int nthreads=1,
+            str variant=None):
+    """Write the approximate product of rows ``x`` into ``out`` (N, M); returns ``out``.
+
+    ``x``: float32/float64 (N, D), any strides. ``out``: float32/float64 (N, M), any
+    strides, writeable, not overlapping ``x``. The GIL is released while computing.
+    """
+    cdef const am_kernels *table = _table(variant)
+    cdef am_level_view lv
+    cdef am_matrix xm, om
+    _level_view(&lv, split_dims, thresholds, luts, scale, offset)
+    _use_packed(&lv, table, packed)
+    _matrix(&xm, x, "x", False)
+    _matrix(&om, out, "out", True)
+    _check_splits(&lv, xm.cols)
+    if om.rows != xm.rows or om.cols != lv.M:
+        raise ValueError(
+            f"out must have shape ({xm.rows}, {lv.M}), got ({om.rows}, {om.cols})"
+        )
+    if nthreads < 1:
+        raise ValueError(f"nthreads must be >= 1, got {nthreads}")
+    cdef int status = 0
+    if xm.rows > 0:
+        with nogil:
+            status = table.product(&lv, &xm, &om, nthreads)
+    if status != 0:
+        raise MemoryError("approxmat kernel could not allocate its scratch memory")
+    return out
 
 
 def openmp_enabled():

@@ -89,5 +89,36 @@ def approx_product(x2d, level, out2d, threads=None):
     threads : int or None
         Requested threads (see :func:`kernel_threads`).
     """
-    del threads  # the NumPy reference is single-threaded; kernels take it
+    nthreads = kernel_threads(threads)
+    if x2d.dtype in _KERNEL_DTYPES and out2d.dtype in _KERNEL_DTYPES:
+        variant = _DEFAULT_VARIANT
+        _kernels.product(
+            x2d, level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
+            packed_level(level, variant), out2d, nthreads, variant,
+        )
+        return
+    # No kernel for this dtype combination: the (single-threaded) NumPy reference.
     out2d[...] = _reference.approx_matmul(x2d, level, out2d.dtype)
+
+
+#: Input and output dtypes the compiled kernels handle.
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: The kernel variant chosen at import (``APPROXMAT_FORCE_ISA`` may lower it).
+_DEFAULT_VARIANT = _kernels.selected_variant()
+
+
+def packed_level(level, variant=None):
+    """The level's tables in the layout of a kernel variant, computed once and cached.
+
+    Stored in ``level.cache[("packed", variant)]``. Concurrent first calls may both
+    pack; they produce identical arrays, so the race is harmless.
+    """
+    variant = variant or _DEFAULT_VARIANT
+    key = ("packed", variant)
+    packed = level.cache.get(key)
+    if packed is None:
+        packed = _kernels.pack(
+            level.split_dims, level.thresholds, level.luts, level.scale, level.offset, variant
+        )
+        level.cache[key] = packed
+    return packed

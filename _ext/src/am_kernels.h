@@ -13,11 +13,40 @@
 extern "C" {
 #endif
 
+/* One fitted level as the kernels see it (see approxmat/_level.py for the semantics).
+ * All pointers are to C-contiguous arrays owned by the caller. */
+typedef struct am_level_view {
+    int C;                      /* codebooks, 1..256 */
+    int M;                      /* output columns, >= 1 */
+    const int32_t *split_dims;  /* (C, 4), each in [0, D) */
+    const float *thresholds;    /* (C, 15), heap order */
+    const uint8_t *luts;        /* (C, 16, M) */
+    const double *scale;        /* (M,) */
+    const double *offset;       /* (M,) */
+    const uint8_t *packed;      /* am_packed_bytes(variant, C, M) bytes from pack() */
+} am_level_view;
+
+/* A strided 2-D float32/float64 array; strides in bytes, any sign, any alignment. */
+typedef struct am_matrix {
+    char *data;
+    ptrdiff_t rows, cols;
+    ptrdiff_t row_stride, col_stride;
+    int is_f64;
+} am_matrix;
+
 typedef struct am_kernels {
     /* Variant name: "portable", "avx2" or "avx512". */
     const char *name;
     /* Output columns processed together by the variant's inner loop (diagnostics). */
     int vector_bytes;
+    /* Bytes of the packed form of a level with C codebooks and M outputs. */
+    size_t (*packed_bytes)(int C, int M);
+    /* Fill lv->packed-to-be `dst` (packed_bytes(C, M) bytes) from the other fields. */
+    void (*pack)(const am_level_view *lv, uint8_t *dst);
+    /* codes[n * C + c] for rows of x (x.cols == D). Returns 0, or -1 when out of memory. */
+    int (*encode)(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads);
+    /* out (N, M) = dequantised table sums of the codes of x. 0, or -1 (out of memory). */
+    int (*product)(const am_level_view *lv, const am_matrix *x, am_matrix *out, int nthreads);
 } am_kernels;
 
 #define AM_CAT_(a, b) a##b

@@ -1,5 +1,24 @@
-/* Kernels, compiled once per instruction set (AM_VARIANT = portable, avx2, avx512). */
-#include "am_kernels.h"
+/* Kernels, compiled once per instruction set (AM_VARIANT = portable, avx2, avx512).
+ *
+ * The call path, per block of rows (64 or 256 rows, one OpenMP task each):
+ *   1. encode the block into 4-bit codes, laid out for the variant's table-sum loop;
+ *   2. exact table sums, 4 output columns at a time;
+ *   3. dequantise (T(acc) * T(scale) + T(offset), two roundings) and write straight into
+ *      the caller's row-major (N, M) output, float32 or float64.
+ *
+ * portable  one row at a time: scalar encode, sums along M (the compiler vectorises).
+ * avx2      codes of 32 rows of one codebook per vector; `vpshufb` with the 16-entry
+ *           table of (codebook, column) broadcast to both lanes; exact 16-bit sums of
+ *           the even and odd bytes (`and` / `srl` + `vpaddw`).
+ * avx512    (VBMI + VNNI) the tables of 4 codebooks for one output column form one
+ *           64-byte `vpermb` table; a code byte is `code | 16 * (c % 4)`, 4 codebooks of
+ *           one row in one 32-bit lane, so `vpdpbusd` with ones sums the 4 looked-up bytes
+ *           of each row exactly into 32 bits: 64 lookups per vpermb + vpdpbusd pair.
+ * Encoding compares floats directly (float64 input against the widened float32
+ * thresholds), with contiguous loads when rows are adjacent in memory (F-order) and
+ * gathers otherwise; the node index picks the level's thresholds by a permute.
+ */
+#include "am_common.h"
 
 #ifndef AM_VARIANT
 #error "compile with -DAM_VARIANT=<portable|avx2|avx512>"
@@ -8,15 +27,677 @@
 #define AM_STR_(x) #x
 #define AM_STR(x) AM_STR_(x)
 
-#if defined(__AVX512BW__)
+#if defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VBMI__) && \
+    defined(__AVX512VNNI__) && defined(__AVX512DQ__)
+#define AM_ISA 2
 #define AM_VECTOR_BYTES 64
-#elif defined(__AVX2__)
+#elif defined(__AVX2__) && defined(__FMA__)
+#define AM_ISA 1
 #define AM_VECTOR_BYTES 32
 #else
+#define AM_ISA 0
 #define AM_VECTOR_BYTES 16
 #endif
+
+#if AM_ISA > 0
+#include <immintrin.h>
+#endif
+
+/* Rows per block: more rows when the tables are large, so that each pass over the
+ * tables serves more rows. A multiple of 64. */
+#if defined(__GNUC__)
+__attribute__((unused))
+#endif
+static ptrdiff_t am_block_rows(int C, int M)
+{
+    size_t table = am_mpad(C, 4) * 16 * am_mpad(M, 4);
+    return table > 32768 ? 256 : 64;
+}
+
+/* =================================================================================
+ * Portable: one row at a time.
+ * ================================================================================= */
+#if defined(__GNUC__)
+__attribute__((unused))
+#endif
+static int portable_block(const am_level_view *lv, const am_matrix *x, am_matrix *out,
+                          uint8_t *codes_out, ptrdiff_t r0, ptrdiff_t nrows, void *scratch)
+{
+    uint32_t *acc = (uint32_t *)scratch;
+    uint8_t *codes = (uint8_t *)(acc + am_mpad(lv->M, 16));
+    for (ptrdiff_t i = 0; i < nrows; i++) {
+        const char *row = x->data + (r0 + i) * x->row_stride;
+        if (codes_out) {
+            am_encode_row(lv, row, x->col_stride, x->is_f64, codes_out + (r0 + i) * lv->C);
+            continue;
+        }
+        am_encode_row(lv, row, x->col_stride, x->is_f64, codes);
+        am_sums_row(lv, codes, acc);
+        am_dequant_row(lv, acc, 0, lv->M, out->data + (r0 + i) * out->row_stride,
+                       out->col_stride, out->is_f64);
+    }
+    return 0;
+}
+
+#if defined(__GNUC__)
+__attribute__((unused))
+#endif
+static size_t portable_scratch(int C, int M) { return 4 * am_mpad(M, 16) + (size_t)C + 64; }
+
+#if AM_ISA == 0
+static size_t v_packed_bytes(int C, int M) { return am_tables_offset(C, M); }
+static void v_pack(const am_level_view *lv, uint8_t *dst) { am_pack_common(lv, dst); }
+
+static int v_encode(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads)
+{
+    return am_run_blocks(lv, x, NULL, codes, 64, portable_scratch(lv->C, lv->M), portable_block,
+                         nthreads);
+}
+
+static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out, int nthreads)
+{
+    return am_run_blocks(lv, x, out, NULL, 64, portable_scratch(lv->C, lv->M), portable_block,
+                         nthreads);
+}
+#endif
+
+/* How a block's split columns are read. */
+enum { AM_LOAD_CONTIG = 0, AM_LOAD_GATHER = 1, AM_LOAD_SCALAR = 2 };
+
+#if defined(__GNUC__)
+__attribute__((unused))
+#endif
+static int am_load_mode(const am_matrix *x, int rows_per_vector)
+{
+    ptrdiff_t item = x->is_f64 ? 8 : 4;
+    if (x->row_stride == item)
+        return AM_LOAD_CONTIG;
+    ptrdiff_t rs = x->row_stride < 0 ? -x->row_stride : x->row_stride;
+    if (rs <= (ptrdiff_t)(0x7fffffff / rows_per_vector))
+        return AM_LOAD_GATHER;
+    return AM_LOAD_SCALAR;
+}
+
+/* =================================================================================
+ * AVX-512 (BW, VL, DQ, VBMI, VNNI)
+ * ================================================================================= */
+#if AM_ISA == 2
+
+/* Packed tables: [Mp4][G][64] bytes, entry k*16 + r = luts[4g + k, bitrev4(r), m]: the
+ * encoder produces reversed codes r (decision of level l in bit l), which saves the
+ * doubling of the node index on the encoder's critical path. */
+static size_t v_packed_bytes(int C, int M)
+{
+    return am_tables_offset(C, M) + am_mpad(M, 4) * am_mpad(C, 4) * 16;
+}
+
+static void v_pack(const am_level_view *lv, uint8_t *dst)
+{
+    int C = lv->C, M = lv->M, G = (C + 3) / 4;
+    am_pack_common(lv, dst);
+    uint8_t *t = dst + am_tables_offset(C, M);
+    memset(t, 0, am_mpad(M, 4) * am_mpad(C, 4) * 16);
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < 16; k++) {
+            const uint8_t *src = lv->luts + ((size_t)c * 16 + k) * M;
+            for (int m = 0; m < M; m++)
+                t[((size_t)m * G + c / 4) * 64 + (c % 4) * 16 + am_bitrev(k, 4)] = src[m];
+        }
+}
+
+/* Reversed codes of up to 16 rows for KN codebooks c0 .. c0 + KN - 1 (float32 input),
+ * in lockstep so that the KN dependency chains overlap; returned OR-ed into byte k of
+ * each row's 32-bit lane. */
+AM_INLINE __m512i enc16xK_f32(int KN, const char *xb, ptrdiff_t cs, int mode, __m512i rowoff,
+                              __mmask16 vm, const int32_t *sd, const float *thr,
+                              const float *thr32r)
+{
+    __m512i node[4], out = _mm512_setzero_si512();
+    __m512 v[4][4];
+    for (int k = 0; k < KN; k++)
+        for (int l = 0; l < 4; l++) {
+            const char *col = xb + (ptrdiff_t)sd[4 * k + l] * cs;
+            v[k][l] = mode == AM_LOAD_CONTIG
+                          ? _mm512_maskz_loadu_ps(vm, col)
+                          : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), vm, rowoff, col, 1);
+        }
+    __mmask16 gt[4];
+    for (int k = 0; k < KN; k++) {
+        gt[k] = _mm512_cmp_ps_mask(v[k][0], _mm512_set1_ps(thr[15 * k]), _CMP_GT_OQ);
+        node[k] = _mm512_maskz_mov_epi32(gt[k], _mm512_set1_epi32(1));
+    }
+    for (int k = 0; k < KN; k++) {
+        __m512 t = _mm512_mask_blend_ps(gt[k], _mm512_set1_ps(thr[15 * k + 1]),
+                                        _mm512_set1_ps(thr[15 * k + 2]));
+        gt[k] = _mm512_cmp_ps_mask(v[k][1], t, _CMP_GT_OQ);
+        node[k] = _mm512_mask_add_epi32(node[k], gt[k], node[k], _mm512_set1_epi32(2));
+    }
+    for (int l = 2; l < 4; l++)
+        for (int k = 0; k < KN; k++) {
+            __m512 t = _mm512_permutexvar_ps(node[k], _mm512_loadu_ps(thr32r + 64 * k + 16 * l));
+            gt[k] = _mm512_cmp_ps_mask(v[k][l], t, _CMP_GT_OQ);
+            node[k] = _mm512_mask_add_epi32(node[k], gt[k], node[k], _mm512_set1_epi32(1 << l));
+        }
+    for (int k = 0; k < KN; k++)
+        out = _mm512_or_si512(out, _mm512_slli_epi32(node[k], 8 * k));
+    return out;
+}
+
+/* Same for float64 input: two halves of 8 rows compared in double. */
+AM_INLINE __m512i enc16_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, int mode,
+                            __m256i rowoff8, __mmask16 vm, const int32_t *sd, const double *thr)
+{
+    __m256i half[2];
+    const __m512i minus1 = _mm512_set1_epi64(-1);
+    for (int h = 0; h < 2; h++) {
+        __mmask8 m8 = (__mmask8)(vm >> (8 * h));
+        const char *xh = xb + 8 * h * rs;
+        __m512i node = _mm512_setzero_si512();
+        for (int l = 0; l < 4; l++) {
+            const char *col = xh + (ptrdiff_t)sd[l] * cs;
+            __m512d v = mode == AM_LOAD_CONTIG
+                            ? _mm512_maskz_loadu_pd(m8, col)
+                            : _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m8, rowoff8, col, 1);
+            __m512d t = l == 0 ? _mm512_set1_pd(thr[0])
+                               : _mm512_permutexvar_pd(node, _mm512_loadu_pd(thr + (1 << l) - 1));
+            __mmask8 gt = _mm512_cmp_pd_mask(v, t, _CMP_GT_OQ);
+            node = _mm512_add_epi64(node, node);
+            node = _mm512_mask_sub_epi64(node, gt, node, minus1);
+        }
+        half[h] = _mm512_cvtepi64_epi32(node);
+    }
+    const __m512i rev = _mm512_setr_epi32(0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15);
+    return _mm512_permutexvar_epi32(
+        _mm512_inserti64x4(_mm512_castsi256_si512(half[0]), half[1], 1), rev);
+}
+
+/* Encode rows [r0, r0 + nrows) into codes[(g * nsub + s) * 64 + r * 4 + k] =
+ * rev(code(row 16 s + r, codebook 4 g + k)) | 16 k. F-order rows (adjacent in memory)
+ * are read in place with contiguous loads; otherwise the split columns of each 16 rows
+ * are first copied, in address order, into a small column-major buffer `tmp`. */
+static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
+                         ptrdiff_t nrows, uint8_t *codes, char *tmp)
+{
+    int C = lv->C, G = (C + 3) / 4;
+    int nsub = (int)((nrows + 15) / 16);
+    ptrdiff_t item = x->is_f64 ? 8 : 4;
+    ptrdiff_t rs = x->row_stride, cs = x->col_stride;
+    const char *xb = x->data + r0 * rs;
+    int contig = rs == item;
+    const int32_t *sdx = contig ? lv->split_dims : am_cols(lv) + 1 + 4 * C;
+    ptrdiff_t ecs = contig ? cs : 16 * item;
+    const double *thr64 = am_thr64(lv);
+    const float *thr32r = am_thr32r(lv);
+    const __m512i zero = _mm512_setzero_si512();
+    for (int s = 0; s < nsub; s++) {
+        ptrdiff_t left = nrows - 16 * s;
+        int nv = left >= 16 ? 16 : (int)left;
+        __mmask16 vm = (__mmask16)((1u << nv) - 1);
+        const char *src = xb + 16 * s * rs;
+        if (!contig) {
+            am_extract(lv, src, rs, cs, x->is_f64, nv, tmp, 16);
+            src = tmp;
+        }
+        for (int g = 0; g < G; g++) {
+            int kmax = C - 4 * g < 4 ? C - 4 * g : 4;
+            const int32_t *sd = sdx + 16 * g;
+            __m512i acc;
+            if (!x->is_f64) {
+                const float *thr = lv->thresholds + 60 * g, *tr = thr32r + 256 * g;
+                if (kmax == 4)
+                    acc = enc16xK_f32(4, src, ecs, AM_LOAD_CONTIG, zero, vm, sd, thr, tr);
+                else if (kmax == 3)
+                    acc = enc16xK_f32(3, src, ecs, AM_LOAD_CONTIG, zero, vm, sd, thr, tr);
+                else if (kmax == 2)
+                    acc = enc16xK_f32(2, src, ecs, AM_LOAD_CONTIG, zero, vm, sd, thr, tr);
+                else
+                    acc = enc16xK_f32(1, src, ecs, AM_LOAD_CONTIG, zero, vm, sd, thr, tr);
+            } else {
+                acc = zero;
+                for (int k = 0; k < kmax; k++) {
+                    __m512i node = enc16_f64(src, item, ecs, AM_LOAD_CONTIG, _mm256_setzero_si256(),
+                                             vm, sd + 4 * k, thr64 + 16 * (4 * g + k));
+                    acc = _mm512_or_si512(acc, _mm512_sllv_epi32(node, _mm512_set1_epi32(8 * k)));
+                }
+            }
+            acc = _mm512_or_si512(acc, _mm512_set1_epi32(0x30201000));
+            _mm512_storeu_si512((void *)(codes + ((size_t)g * nsub + s) * 64), acc);
+        }
+    }
+}
+
+/* acc[r][j] = exact sums over codebooks, rows 16 (s0 + r) + lane, column 4 mb + j. */
+AM_INLINE void sums512(int RV, const uint8_t *codes, int nsub, int s0, const uint8_t *T, int G,
+                       __m512i acc[4][4])
+{
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int r = 0; r < RV; r++)
+        for (int j = 0; j < 4; j++)
+            acc[r][j] = _mm512_setzero_si512();
+    for (int g = 0; g < G; g++) {
+        __m512i t0 = _mm512_loadu_si512((const void *)(T + ((size_t)0 * G + g) * 64));
+        __m512i t1 = _mm512_loadu_si512((const void *)(T + ((size_t)1 * G + g) * 64));
+        __m512i t2 = _mm512_loadu_si512((const void *)(T + ((size_t)2 * G + g) * 64));
+        __m512i t3 = _mm512_loadu_si512((const void *)(T + ((size_t)3 * G + g) * 64));
+        for (int r = 0; r < RV; r++) {
+            __m512i cv = _mm512_loadu_si512((const void *)(codes + ((size_t)g * nsub + s0 + r) * 64));
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], _mm512_permutexvar_epi8(cv, t0), ones);
+            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], _mm512_permutexvar_epi8(cv, t1), ones);
+            acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], _mm512_permutexvar_epi8(cv, t2), ones);
+            acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], _mm512_permutexvar_epi8(cv, t3), ones);
+        }
+    }
+}
+
+/* Dequantise 16 rows x 4 columns and store them row by row: dst + i * drs, i < nv. */
+AM_INLINE void store512_f32(const __m512i a[4], const float *s, const float *o, char *dst,
+                            ptrdiff_t drs, int nv, __mmask8 cm)
+{
+    __m512 f[4];
+    for (int j = 0; j < 4; j++)
+        f[j] = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[j]), _mm512_set1_ps(s[j])),
+                             _mm512_set1_ps(o[j]));
+    __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(f[0], f[1]));
+    __m512d t1 = _mm512_castps_pd(_mm512_unpackhi_ps(f[0], f[1]));
+    __m512d t2 = _mm512_castps_pd(_mm512_unpacklo_ps(f[2], f[3]));
+    __m512d t3 = _mm512_castps_pd(_mm512_unpackhi_ps(f[2], f[3]));
+    /* q[k] lane L holds row 4 L + k. */
+    __m512 q0 = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    __m512 q1 = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    __m512 q2 = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    __m512 q3 = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+#define AM_ST(L, k, q)                                                                        \
+    if (4 * L + k < nv) {                                                                     \
+        if (cm == 0xF)                                                                        \
+            _mm_storeu_ps((float *)(dst + (4 * L + k) * drs), _mm512_extractf32x4_ps(q, L));  \
+        else                                                                                  \
+            _mm_mask_storeu_ps((float *)(dst + (4 * L + k) * drs), cm,                        \
+                               _mm512_extractf32x4_ps(q, L));                                 \
+    }
+#define AM_ST4(L) AM_ST(L, 0, q0) AM_ST(L, 1, q1) AM_ST(L, 2, q2) AM_ST(L, 3, q3)
+    AM_ST4(0) AM_ST4(1) AM_ST4(2) AM_ST4(3)
+#undef AM_ST4
+#undef AM_ST
+}
+
+AM_INLINE void store512_f64(const __m512i a[4], const double *s, const double *o, char *dst,
+                            ptrdiff_t drs, int nv, __mmask8 cm)
+{
+    const __m512i idxA = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    const __m512i idxB = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    for (int h = 0; h < 2; h++) {
+        __m512d d[4];
+        for (int j = 0; j < 4; j++) {
+            __m256i part = h == 0 ? _mm512_castsi512_si256(a[j]) : _mm512_extracti64x4_epi64(a[j], 1);
+            d[j] = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtepi32_pd(part), _mm512_set1_pd(s[j])),
+                                 _mm512_set1_pd(o[j]));
+        }
+        __m512d t0 = _mm512_unpacklo_pd(d[0], d[1]); /* rows 0 2 4 6, m0 m1 */
+        __m512d t1 = _mm512_unpackhi_pd(d[0], d[1]); /* rows 1 3 5 7 */
+        __m512d t2 = _mm512_unpacklo_pd(d[2], d[3]);
+        __m512d t3 = _mm512_unpackhi_pd(d[2], d[3]);
+        __m512d e0 = _mm512_permutex2var_pd(t0, idxA, t2); /* rows 0 | 2 */
+        __m512d e1 = _mm512_permutex2var_pd(t0, idxB, t2); /* rows 4 | 6 */
+        __m512d e2 = _mm512_permutex2var_pd(t1, idxA, t3); /* rows 1 | 3 */
+        __m512d e3 = _mm512_permutex2var_pd(t1, idxB, t3); /* rows 5 | 7 */
+        char *base = dst + 8 * h * drs;
+        int lim = nv - 8 * h;
+#define AM_ST(i, e, hi)                                                                       \
+    if (i < lim) {                                                                            \
+        __m256d row_ = hi ? _mm512_extractf64x4_pd(e, 1) : _mm512_castpd512_pd256(e);         \
+        if (cm == 0xF)                                                                        \
+            _mm256_storeu_pd((double *)(base + i * drs), row_);                               \
+        else                                                                                  \
+            _mm256_mask_storeu_pd((double *)(base + i * drs), cm, row_);                      \
+    }
+        AM_ST(0, e0, 0) AM_ST(1, e2, 0) AM_ST(2, e0, 1) AM_ST(3, e2, 1)
+        AM_ST(4, e1, 0) AM_ST(5, e3, 0) AM_ST(6, e1, 1) AM_ST(7, e3, 1)
+#undef AM_ST
+    }
+}
+
+AM_INLINE void emit512(const am_level_view *lv, const __m512i a[4], am_matrix *out, ptrdiff_t row,
+                       int nv, int mb, char *tile)
+{
+    int M = lv->M, m0 = 4 * mb;
+    int ncols = M - m0 < 4 ? M - m0 : 4;
+    __mmask8 cm = (__mmask8)((1u << ncols) - 1);
+    int item = out->is_f64 ? 8 : 4;
+    char *dst = out->data + row * out->row_stride + (ptrdiff_t)m0 * out->col_stride;
+    int direct = out->col_stride == item;
+    char *d = direct ? dst : tile;
+    ptrdiff_t drs = direct ? out->row_stride : 4 * item;
+    if (out->is_f64)
+        store512_f64(a, am_scale64(lv) + m0, am_offset64(lv) + m0, d, drs, nv, cm);
+    else
+        store512_f32(a, am_scale32(lv) + m0, am_offset32(lv) + m0, d, drs, nv, cm);
+    if (!direct)
+        am_copy_tile(tile, drs, nv, ncols, dst, out->row_stride, out->col_stride, item);
+}
+
+static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *out,
+                        uint8_t *codes_out, ptrdiff_t r0, ptrdiff_t nrows, void *scratch)
+{
+    int C = lv->C, G = (C + 3) / 4;
+    int nsub = (int)((nrows + 15) / 16);
+    uint8_t *codes = (uint8_t *)scratch;                     /* nsub * G * 64 */
+    char *tile = (char *)scratch + (size_t)nsub * G * 64;    /* 16 x 4 doubles */
+    char *tmp = tile + 512;                                  /* 4 C x 16 doubles */
+    enc_block512(lv, x, r0, nrows, codes, tmp);
+    if (codes_out) {
+        for (ptrdiff_t i = 0; i < nrows; i++)
+            for (int c = 0; c < C; c++)
+                codes_out[(r0 + i) * C + c] = (uint8_t)am_bitrev(
+                    codes[((size_t)(c / 4) * nsub + i / 16) * 64 + (i % 16) * 4 + c % 4] & 15, 4);
+        return 0;
+    }
+    am_prefetch_rows(lv, x, r0 + nrows, nrows);
+    const uint8_t *tables = am_tables(lv);
+    int nmb = (int)(am_mpad(lv->M, 4) / 4);
+    for (int mb = 0; mb < nmb; mb++) {
+        const uint8_t *T = tables + (size_t)mb * 4 * G * 64;
+        int s = 0;
+        __m512i acc[4][4];
+        for (; s + 4 <= nsub; s += 4) {
+            sums512(4, codes, nsub, s, T, G, acc);
+            for (int r = 0; r < 4; r++) {
+                ptrdiff_t row = 16 * (s + r);
+                int nv = nrows - row >= 16 ? 16 : (int)(nrows - row);
+                emit512(lv, acc[r], out, r0 + row, nv, mb, tile);
+            }
+        }
+        for (; s < nsub; s++) {
+            sums512(1, codes, nsub, s, T, G, acc);
+            ptrdiff_t row = 16 * s;
+            int nv = nrows - row >= 16 ? 16 : (int)(nrows - row);
+            emit512(lv, acc[0], out, r0 + row, nv, mb, tile);
+        }
+    }
+    return 0;
+}
+
+static size_t avx512_scratch(int C, ptrdiff_t rows)
+{
+    return (size_t)rows * am_mpad(C, 4) + 512 + 4 * (size_t)C * 16 * 8 + 64;
+}
+
+static int v_encode(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads)
+{
+    return am_run_blocks(lv, x, NULL, codes, 64, avx512_scratch(lv->C, 64), avx512_block,
+                         nthreads);
+}
+
+static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out, int nthreads)
+{
+    ptrdiff_t B = am_block_rows(lv->C, lv->M);
+    return am_run_blocks(lv, x, out, NULL, B, avx512_scratch(lv->C, B), avx512_block, nthreads);
+}
+#endif /* AM_ISA == 2 */
+
+/* =================================================================================
+ * AVX2
+ * ================================================================================= */
+#if AM_ISA == 1
+
+/* Packed tables: [Mp4][C][16] bytes, entry code = luts[c, code, m]. */
+static size_t v_packed_bytes(int C, int M)
+{
+    return am_tables_offset(C, M) + am_mpad(M, 4) * (size_t)C * 16;
+}
+
+static void v_pack(const am_level_view *lv, uint8_t *dst)
+{
+    int C = lv->C, M = lv->M;
+    am_pack_common(lv, dst);
+    uint8_t *t = dst + am_tables_offset(C, M);
+    memset(t, 0, am_mpad(M, 4) * (size_t)C * 16);
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < 16; k++) {
+            const uint8_t *src = lv->luts + ((size_t)c * 16 + k) * M;
+            for (int m = 0; m < M; m++)
+                t[((size_t)m * C + c) * 16 + k] = src[m];
+        }
+}
+
+/* Nodes of up to 8 rows for one codebook, float32 input. */
+AM_INLINE __m256i enc8_f32(const char *xb, ptrdiff_t cs, int mode, __m256i rowoff, __m256i vm,
+                           const int32_t *sd, const float *thr)
+{
+    __m256i node = _mm256_setzero_si256();
+    for (int l = 0; l < 4; l++) {
+        const char *col = xb + (ptrdiff_t)sd[l] * cs;
+        __m256 v = mode == AM_LOAD_CONTIG
+                       ? _mm256_maskload_ps((const float *)col, vm)
+                       : _mm256_mask_i32gather_ps(_mm256_setzero_ps(), (const float *)col, rowoff,
+                                                  _mm256_castsi256_ps(vm), 1);
+        /* thr + (1<<l) - 1 + 8 <= 15 floats of this codebook: in bounds. */
+        __m256 t = l == 0 ? _mm256_set1_ps(thr[0])
+                          : _mm256_permutevar8x32_ps(_mm256_loadu_ps(thr + (1 << l) - 1), node);
+        __m256i gt = _mm256_castps_si256(_mm256_cmp_ps(v, t, _CMP_GT_OQ));
+        node = _mm256_sub_epi32(_mm256_add_epi32(node, node), gt);
+    }
+    return node;
+}
+
+/* Nodes of up to 8 rows, float64 input (two halves of 4, compared in double). */
+AM_INLINE __m256i enc8_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, int mode, __m128i rowoff4,
+                           __m256i vm, const int32_t *sd, const double *thr)
+{
+    const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    __m128i half[2];
+    for (int h = 0; h < 2; h++) {
+        __m256i m64 = _mm256_cvtepi32_epi64(h == 0 ? _mm256_castsi256_si128(vm)
+                                                   : _mm256_extracti128_si256(vm, 1));
+        const char *xh = xb + 4 * h * rs;
+        __m256i node = _mm256_setzero_si256();
+        for (int l = 0; l < 4; l++) {
+            const char *col = xh + (ptrdiff_t)sd[l] * cs;
+            __m256d v = mode == AM_LOAD_CONTIG
+                            ? _mm256_maskload_pd((const double *)col, m64)
+                            : _mm256_mask_i32gather_pd(_mm256_setzero_pd(), (const double *)col,
+                                                       rowoff4, _mm256_castsi256_pd(m64), 1);
+            __m256d t = l == 0 ? _mm256_set1_pd(thr[0])
+                               : _mm256_i64gather_pd(thr + (1 << l) - 1, node, 8);
+            __m256i gt = _mm256_castpd_si256(_mm256_cmp_pd(v, t, _CMP_GT_OQ));
+            node = _mm256_sub_epi64(_mm256_add_epi64(node, node), gt);
+        }
+        half[h] = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(node, pick));
+    }
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(half[0]), half[1], 1);
+}
+
+/* Encode rows [r0, r0 + nrows) into codes[(c * nsub + s) * 32 + r] = code(row 32 s + r, c). */
+static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
+                         ptrdiff_t nrows, uint8_t *codes, uint8_t *rowcodes)
+{
+    int C = lv->C;
+    int nsub = (int)((nrows + 31) / 32);
+    ptrdiff_t rs = x->row_stride, cs = x->col_stride;
+    const char *xb = x->data + r0 * rs;
+    int mode = am_load_mode(x, 32);
+    if (mode == AM_LOAD_SCALAR) {
+        for (int s = 0; s < nsub; s++)
+            for (int r = 0; r < 32; r++) {
+                ptrdiff_t i = 32 * s + r;
+                if (i < nrows)
+                    am_encode_row(lv, xb + i * rs, cs, x->is_f64, rowcodes);
+                for (int c = 0; c < C; c++)
+                    codes[((size_t)c * nsub + s) * 32 + r] = i < nrows ? rowcodes[c] : 0;
+            }
+        return;
+    }
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i rowoff = _mm256_mullo_epi32(lanes, _mm256_set1_epi32((int)rs));
+    const __m128i rowoff4 = _mm256_castsi256_si128(rowoff);
+    const __m256i fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const double *thr64 = am_thr64(lv);
+    for (int c = 0; c < C; c++) {
+        const int32_t *sd = lv->split_dims + 4 * c;
+        for (int s = 0; s < nsub; s++) {
+            __m256i n[4];
+            for (int q = 0; q < 4; q++) {
+                ptrdiff_t left = nrows - 32 * s - 8 * q;
+                __m256i vm = _mm256_cmpgt_epi32(_mm256_set1_epi32(left < 8 ? (int)(left < 0 ? 0 : left) : 8), lanes);
+                const char *xq = xb + (32 * s + 8 * q) * rs;
+                if (x->is_f64)
+                    n[q] = mode == AM_LOAD_CONTIG
+                               ? enc8_f64(xq, rs, cs, AM_LOAD_CONTIG, rowoff4, vm, sd, thr64 + 16 * c)
+                               : enc8_f64(xq, rs, cs, AM_LOAD_GATHER, rowoff4, vm, sd, thr64 + 16 * c);
+                else
+                    n[q] = mode == AM_LOAD_CONTIG
+                               ? enc8_f32(xq, cs, AM_LOAD_CONTIG, rowoff, vm, sd, lv->thresholds + 15 * c)
+                               : enc8_f32(xq, cs, AM_LOAD_GATHER, rowoff, vm, sd, lv->thresholds + 15 * c);
+            }
+            __m256i p01 = _mm256_packs_epi32(n[0], n[1]);
+            __m256i p23 = _mm256_packs_epi32(n[2], n[3]);
+            __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p01, p23), fix);
+            _mm256_storeu_si256((__m256i *)(codes + ((size_t)c * nsub + s) * 32), b);
+        }
+    }
+}
+
+/* Exact sums for 32 rows (sub-block s) and columns 4 mb .. 4 mb + 3: 16-bit sums of the
+ * even bytes (lo) and odd bytes (hi) of the looked-up vectors. */
+AM_INLINE void sums256(const uint8_t *codes, int nsub, int s, const uint8_t *T, int C,
+                       __m256i lo[4], __m256i hi[4])
+{
+    const __m256i low = _mm256_set1_epi16(0x00FF);
+    for (int j = 0; j < 4; j++)
+        lo[j] = hi[j] = _mm256_setzero_si256();
+    for (int c = 0; c < C; c++) {
+        __m256i cv = _mm256_loadu_si256((const __m256i *)(codes + ((size_t)c * nsub + s) * 32));
+        for (int j = 0; j < 4; j++) {
+            __m256i t = _mm256_broadcastsi128_si256(
+                _mm_loadu_si128((const __m128i *)(T + ((size_t)j * C + c) * 16)));
+            __m256i v = _mm256_shuffle_epi8(t, cv);
+            lo[j] = _mm256_add_epi16(lo[j], _mm256_and_si256(v, low));
+            hi[j] = _mm256_add_epi16(hi[j], _mm256_srli_epi16(v, 8));
+        }
+    }
+}
+
+/* Store 8 rows x 4 columns (int32 sums g[j], rows in lanes), dequantised. */
+AM_INLINE void store256_rows8(const __m256i g[4], int out_f64, const float *s32, const float *o32,
+                              const double *s64, const double *o64, char *dst, ptrdiff_t drs,
+                              int nv, __m128i cm32, __m256i cm64)
+{
+    if (!out_f64) {
+        __m256 f[4];
+        for (int j = 0; j < 4; j++)
+            f[j] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(g[j]), _mm256_set1_ps(s32[j])),
+                                 _mm256_set1_ps(o32[j]));
+        __m256d t0 = _mm256_castps_pd(_mm256_unpacklo_ps(f[0], f[1]));
+        __m256d t1 = _mm256_castps_pd(_mm256_unpackhi_ps(f[0], f[1]));
+        __m256d t2 = _mm256_castps_pd(_mm256_unpacklo_ps(f[2], f[3]));
+        __m256d t3 = _mm256_castps_pd(_mm256_unpackhi_ps(f[2], f[3]));
+        __m256 q[4];
+        q[0] = _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2));
+        q[1] = _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2));
+        q[2] = _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3));
+        q[3] = _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3));
+        for (int i = 0; i < nv; i++) {
+            __m128 v = i < 4 ? _mm256_castps256_ps128(q[i & 3]) : _mm256_extractf128_ps(q[i & 3], 1);
+            _mm_maskstore_ps((float *)(dst + i * drs), cm32, v);
+        }
+    } else {
+        for (int h = 0; h < 2; h++) {
+            __m256d d[4];
+            for (int j = 0; j < 4; j++) {
+                __m128i part = h == 0 ? _mm256_castsi256_si128(g[j]) : _mm256_extracti128_si256(g[j], 1);
+                d[j] = _mm256_add_pd(_mm256_mul_pd(_mm256_cvtepi32_pd(part), _mm256_set1_pd(s64[j])),
+                                     _mm256_set1_pd(o64[j]));
+            }
+            __m256d t0 = _mm256_unpacklo_pd(d[0], d[1]); /* r0 m0 m1 | r2 m0 m1 */
+            __m256d t1 = _mm256_unpackhi_pd(d[0], d[1]); /* r1 | r3 */
+            __m256d t2 = _mm256_unpacklo_pd(d[2], d[3]);
+            __m256d t3 = _mm256_unpackhi_pd(d[2], d[3]);
+            __m256d rows[4];
+            rows[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+            rows[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+            rows[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+            rows[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+            for (int i = 0; i < 4 && 4 * h + i < nv; i++)
+                _mm256_maskstore_pd((double *)(dst + (4 * h + i) * drs), cm64, rows[i]);
+        }
+    }
+}
+
+static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *out,
+                      uint8_t *codes_out, ptrdiff_t r0, ptrdiff_t nrows, void *scratch)
+{
+    int C = lv->C, M = lv->M;
+    int nsub = (int)((nrows + 31) / 32);
+    uint8_t *codes = (uint8_t *)scratch;                 /* C * nsub * 32 */
+    char *tile = (char *)scratch + (size_t)C * nsub * 32; /* 8 x 4 doubles */
+    uint8_t *rowcodes = (uint8_t *)tile + 256;
+    enc_block256(lv, x, r0, nrows, codes, rowcodes);
+    if (codes_out) {
+        for (ptrdiff_t i = 0; i < nrows; i++)
+            for (int c = 0; c < C; c++)
+                codes_out[(r0 + i) * C + c] = codes[((size_t)c * nsub + i / 32) * 32 + i % 32];
+        return 0;
+    }
+    const uint8_t *tables = am_tables(lv);
+    int nmb = (int)(am_mpad(M, 4) / 4);
+    int item = out->is_f64 ? 8 : 4;
+    int direct = out->col_stride == item;
+    for (int mb = 0; mb < nmb; mb++) {
+        const uint8_t *T = tables + (size_t)mb * 4 * C * 16;
+        int m0 = 4 * mb, ncols = M - m0 < 4 ? M - m0 : 4;
+        __m128i cm32 = _mm_cmpgt_epi32(_mm_set1_epi32(ncols), _mm_setr_epi32(0, 1, 2, 3));
+        __m256i cm64 = _mm256_cvtepi32_epi64(cm32);
+        for (int s = 0; s < nsub; s++) {
+            __m256i lo[4], hi[4];
+            sums256(codes, nsub, s, T, C, lo, hi);
+            /* Rows 0-7 | 16-23 in A, rows 8-15 | 24-31 in B (16-bit). */
+            __m256i A[4], B[4];
+            for (int j = 0; j < 4; j++) {
+                A[j] = _mm256_unpacklo_epi16(lo[j], hi[j]);
+                B[j] = _mm256_unpackhi_epi16(lo[j], hi[j]);
+            }
+            for (int q = 0; q < 4; q++) {
+                ptrdiff_t row = 32 * s + 8 * q;
+                if (row >= nrows)
+                    break;
+                int nv = nrows - row >= 8 ? 8 : (int)(nrows - row);
+                __m256i g[4];
+                for (int j = 0; j < 4; j++) {
+                    __m256i src = (q & 1) ? B[j] : A[j];
+                    __m128i part = q < 2 ? _mm256_castsi256_si128(src) : _mm256_extracti128_si256(src, 1);
+                    g[j] = _mm256_cvtepu16_epi32(part);
+                }
+                char *dst = out->data + (r0 + row) * out->row_stride + (ptrdiff_t)m0 * out->col_stride;
+                char *d = direct ? dst : tile;
+                ptrdiff_t drs = direct ? out->row_stride : 4 * item;
+                store256_rows8(g, out->is_f64, am_scale32(lv) + m0, am_offset32(lv) + m0,
+                               am_scale64(lv) + m0, am_offset64(lv) + m0, d, drs, nv, cm32, cm64);
+                if (!direct)
+                    am_copy_tile(tile, drs, nv, ncols, dst, out->row_stride, out->col_stride, item);
+            }
+        }
+    }
+    return 0;
+}
+
+static size_t avx2_scratch(int C, ptrdiff_t rows) { return (size_t)rows * C + 256 + C + 64; }
+
+static int v_encode(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads)
+{
+    return am_run_blocks(lv, x, NULL, codes, 64, avx2_scratch(lv->C, 64), avx2_block, nthreads);
+}
+
+static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out, int nthreads)
+{
+    ptrdiff_t B = am_block_rows(lv->C, lv->M);
+    return am_run_blocks(lv, x, out, NULL, B, avx2_scratch(lv->C, B), avx2_block, nthreads);
+}
+#endif /* AM_ISA == 1 */
 
 const am_kernels AM_TABLE_NAME(AM_VARIANT) = {
     .name = AM_STR(AM_VARIANT),
     .vector_bytes = AM_VECTOR_BYTES,
+    .packed_bytes = v_packed_bytes,
+    .pack = v_pack,
+    .encode = v_encode,
+    .product = v_product,
 };

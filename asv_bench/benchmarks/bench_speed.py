@@ -1,0 +1,107 @@
+"""asv benchmarks: approximate products (``x @ W``) against NumPy's exact ``x @ weights``.
+
+Random (valid) levels, no fitting: the kernels' speed does not depend on the values.
+``benchmarks/speed.py`` prints the same comparison as one interleaved table with the
+memory floor; these are the regression-tracking counterparts.
+"""
+
+import numpy as np
+
+import approxmat as am
+from approxmat import _dispatch, _kernels
+from approxmat._level import Level
+
+CONFIGS = [
+    "10000x512x10 C16",
+    "10000x512x100 C16",
+    "100000x512x10 C16",
+    "100000x512x100 C16",
+    "100000x512x100 C32",
+    "10000x512x512 C32",
+    "8192x768x3072 C64",
+    "1x512x100 C16",
+    "32x512x100 C16",
+]
+
+
+def _parse(config):
+    shape, c = config.split()
+    N, D, M = (int(v) for v in shape.split("x"))
+    return N, D, M, int(c[1:])
+
+
+def _setup(config, order="C"):
+    N, D, M, C = _parse(config)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, D)).astype(np.float32)
+    if order == "F":
+        x = np.asfortranarray(x)
+    weights = rng.standard_normal((D, M)).astype(np.float32)
+    level = Level(
+        rng.integers(0, D, size=(C, 4)).astype(np.int32),
+        rng.standard_normal((C, 15)).astype(np.float32),
+        rng.integers(0, 256, size=(C, 16, M), dtype=np.uint8),
+        rng.uniform(1e-3, 1e-1, M),
+        rng.standard_normal(M),
+    )
+    W = am.ApproxMatrix(weights)._with_levels([level])
+    out = np.empty((N, M), np.float32)
+    return x, weights, W, level, out
+
+
+class ApproxProduct:
+    """``x @ W`` through the public API, row-major float32 x, 1 and 2 kernel threads."""
+
+    params = (CONFIGS, [1, 2])
+    param_names = ["config", "threads"]
+    timeout = 300
+
+    def setup(self, config, threads):
+        self.x, self.weights, self.W, self.level, self.out = _setup(config)
+        np.matmul(self.x, self.W, out=self.out)  # packs the level once
+
+    def time_approx(self, config, threads):
+        with am.config(threads=threads):
+            np.matmul(self.x, self.W, out=self.out)
+
+    def time_numpy(self, config, threads):
+        np.matmul(self.x, self.weights, out=self.out)
+
+    def peakmem_approx(self, config, threads):
+        with am.config(threads=threads):
+            self.x @ self.W
+
+
+class KernelColumnMajor:
+    """The compiled kernel alone on column-major float32 x (the paper's layout)."""
+
+    params = (CONFIGS[:5], [1, 2])
+    param_names = ["config", "threads"]
+    timeout = 300
+
+    def setup(self, config, threads):
+        x, _, _, level, self.out = _setup(config, order="F")
+        self.x = x
+        packed = _dispatch.packed_level(level)
+        self.args = (level.split_dims, level.thresholds, level.luts, level.scale,
+                     level.offset, packed)
+
+    def time_kernel(self, config, threads):
+        _kernels.product(self.x, *self.args, self.out, threads)
+
+
+class StreamingFloor:
+    """Reading x once and writing the output once: the memory floor of a call."""
+
+    params = CONFIGS
+    param_names = ["config"]
+    timeout = 300
+
+    def setup(self, config):
+        self.x, _, _, _, self.out = _setup(config)
+
+    def time_read_x(self, config):
+        self.x.max()
+
+    def time_write_out(self, config):
+        self.out.fill(0.0)
