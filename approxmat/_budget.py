@@ -88,9 +88,15 @@ class CallReport:
 _last = contextvars.ContextVar("approxmat_last_call", default=None)
 
 
-def record(report: CallReport) -> None:
-    """Store the report of the call that just ended (per thread and task)."""
-    _last.set(report)
+def record(ncodebooks, rows, verified=0, estimate=math.nan, bound=math.nan, fell_back=False,
+           outside=0, nonfinite=0, reason=None) -> None:
+    """Store what the call that just ended did (per thread and task).
+
+    Cheap on purpose (it runs on every product): the :class:`CallReport` is built
+    only when :func:`last_call` asks for it.
+    """
+    _last.set((ncodebooks, rows, verified, estimate, bound, fell_back, outside, nonfinite,
+               reason))
 
 
 def last_call() -> CallReport | None:
@@ -110,7 +116,12 @@ def last_call() -> CallReport | None:
     >>> am.last_call().reason
     'not fitted'
     """
-    return _last.get()
+    fields = _last.get()
+    if fields is None:
+        return None
+    if fields[-1] is None:  # an approximate call that needed no explanation
+        fields = fields[:-1] + (f"level with {fields[0]} codebooks",)
+    return CallReport(*fields)
 
 
 def sample_size(verify, nrows: int) -> int:

@@ -31,6 +31,10 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: :func:`available_cores` at import (asking the OS costs a microsecond per call).
+_CORES = available_cores()
+
+
 def kernel_threads(threads: int | None = None) -> int:
     """Threads a kernel called now from this thread will use.
 
@@ -52,7 +56,7 @@ def kernel_threads(threads: int | None = None) -> int:
     """
     if threads is None:
         threads = get_config().threads
-    wanted = threads if threads is not None else available_cores()
+    wanted = threads if threads is not None else _CORES
     return max(1, min(wanted, _kernels.max_threads()))
 
 

@@ -29,6 +29,7 @@ from ._config import get_config
 __all__ = ["ApproxMatrix", "LevelInfo", "load"]
 
 _DEFAULT_MATMUL_AXES = [(-2, -1), (-2, -1), (-2, -1)]
+_MATMUL = np.matmul
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,12 +146,13 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     np.float64(21.0)
     """
 
-    __slots__ = ("_weights", "_levels", "_warned", "__weakref__")
+    __slots__ = ("_weights", "_levels", "_warned", "_choice", "__weakref__")
 
     def __init__(self, weights):
         self._weights = _validate_weights(weights)
         self._levels = ()
         self._warned = set()  # one-time warnings already given by this matrix
+        self._choice = {}  # tolerance -> (levels, level chosen for it)
 
     # ------------------------------------------------------------------ the array
     @property
@@ -231,6 +233,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         self._weights = _validate_weights(state["weights"])
         self._levels = tuple(state["levels"])
         self._warned = set()
+        self._choice = {}
 
     def __repr__(self):
         head = f"ApproxMatrix(shape={self.shape}, dtype={self.dtype}"
@@ -244,6 +247,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         new._weights = self._weights
         new._levels = tuple(levels)
         new._warned = set()
+        new._choice = {}
         return new
 
     # ------------------------------------------------------------------ fitting
@@ -312,6 +316,9 @@ class ApproxMatrix(NDArrayOperatorsMixin):
 
     # ------------------------------------------------------------------ products
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc is _MATMUL and not kwargs and len(inputs) == 2 and inputs[1] is self:
+            if method == "__call__" and inputs[0] is not self:  # the common `x @ W`
+                return self._rmatmul(inputs[0], kwargs, name="matmul")
         out = kwargs.get("out", ())
         if _contains_self(out, self):
             raise _read_only_error(f"{ufunc.__name__} with out=W")
@@ -347,46 +354,62 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     def _rmatmul(self, x, kwargs, *, name):
         """``x @ W``: approximate when fitted and within budget, else exact."""
         weights = self._weights
-        x = x._weights if isinstance(x, ApproxMatrix) else x
-        if not isinstance(x, np.ndarray):
-            x = np.asarray(x)
+        if type(x) is not np.ndarray:
+            x = x._weights if isinstance(x, ApproxMatrix) else np.asarray(x)
         out = kwargs.get("out")
         if isinstance(out, tuple):
             out = out[0] if len(out) == 1 else out
         dtype = kwargs.get("dtype")
-        config = get_config()
+        config = _current_config()
         level, reason = self._level_for_call(x, kwargs, config)
         if level is None:
-            _budget.record(_budget.CallReport(None, _rows(x), reason=reason))
+            _budget.record(None, _rows(x), reason=reason)
             return _exact_call(x, weights, kwargs, out, name)
         return self._approx_call(x, level, out, dtype, name, kwargs, config)
 
     def _level_for_call(self, x, kwargs, config):
-        """The level to use and why, or ``(None, why the product is exact)``."""
-        if not self._levels:
+        """The level to use, or ``(None, why the product is exact)``.
+
+        The common call (no keyword arguments, a float left operand) takes the
+        first branch only; the choice per tolerance is cached per fit.
+        """
+        levels = self._levels
+        if not levels:
             return None, "not fitted"
-        unsupported = sorted(set(kwargs) - {"out", "dtype", "axes"})
-        axes = kwargs.get("axes")
-        if axes is not None and not (
-            x.ndim >= 2 and [tuple(a) for a in axes] == _DEFAULT_MATMUL_AXES
-        ):
-            unsupported.append("axes")  # `x @= W` passes the default axes: those are fine
-        if unsupported:
-            return None, f"arguments {', '.join(unsupported)} are computed exactly"
+        if kwargs:
+            unsupported = sorted(set(kwargs) - {"out", "dtype", "axes"})
+            axes = kwargs.get("axes")
+            if axes is not None and not (
+                x.ndim >= 2 and [tuple(a) for a in axes] == _DEFAULT_MATMUL_AXES
+            ):
+                unsupported.append("axes")  # `x @= W` passes the default axes: those are fine
+            if unsupported:
+                return None, f"arguments {', '.join(unsupported)} are computed exactly"
         if x.ndim == 0:
             return None, "0-d left operand"
-        if x.dtype.kind not in "biuf":
-            return None, f"{x.dtype} left operands are computed exactly"
-        dtype = kwargs.get("dtype")
-        result = np.dtype(dtype) if dtype is not None else np.result_type(x.dtype, self.dtype)
+        dtype = kwargs.get("dtype") if kwargs else None
+        if dtype is None:
+            result = _result_dtype(x.dtype, self._weights.dtype)
+            if result is None:
+                return None, f"{x.dtype} left operands are computed exactly"
+        else:
+            result = np.dtype(dtype)
+            if x.dtype.kind not in "biuf":
+                return None, f"{x.dtype} left operands are computed exactly"
         if result not in _dispatch.APPROX_RESULT_DTYPES:
             return None, f"{result} results are computed exactly"
-        level = _dispatch.choose_level(self._levels, config.tolerance)
+        tolerance = config.tolerance
+        cached = self._choice.get(tolerance)
+        if cached is not None and cached[0] is levels:
+            level = cached[1]
+        else:
+            level = _dispatch.choose_level(levels, tolerance)
+            self._choice[tolerance] = (levels, level)
         if level is None:
-            if config.tolerance == 0:
+            if tolerance == 0:
                 return None, "tolerance=0 asks for the exact product"
-            return None, f"no fitted level has validated error <= tolerance {config.tolerance:g}"
-        return level, f"level with {level.ncodebooks} codebooks (validated error {level.error:.3g})"
+            return None, f"no fitted level has validated error <= tolerance {tolerance:g}"
+        return level, None
 
     def _approx_call(self, x, level, out, dtype, name, kwargs, config):
         """The approximate product, with NumPy's shape, dtype and ``out=`` rules."""
@@ -394,104 +417,112 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         D, M = weights.shape
         if x.shape[-1] != D:
             raise _core_mismatch(name, x, weights)
-        result_dtype = (
-            np.dtype(dtype) if dtype is not None else np.result_type(x.dtype, weights.dtype)
-        )
+        if dtype is None:
+            result_dtype = _result_dtype(x.dtype, weights.dtype)
+        else:
+            result_dtype = np.dtype(dtype)
         out_shape = x.shape[:-1] + (M,)
         if out is not None:
             _check_out(out, out_shape, result_dtype, name, x, weights)
         # Compute in float32 or float64; float16 results are computed in float32.
-        compute = np.dtype(np.float64 if result_dtype == np.float64 else np.float32)
-        x2d = x.reshape(-1, D) if x.ndim != 2 else x
-        if dtype is not None or x2d.dtype.kind != "f" or x2d.dtype == np.float16:
-            x2d = x2d.astype(compute, copy=False)  # NumPy casts inputs to dtype= first
+        compute = _F64 if result_dtype == _F64 else _F32
+        x2d = x if x.ndim == 2 else x.reshape(-1, D)
+        if dtype is not None or (x2d.dtype is not _F32 and x2d.dtype is not _F64):
+            if dtype is not None or x2d.dtype != _F32 and x2d.dtype != _F64:
+                x2d = x2d.astype(compute, copy=False)  # NumPy casts inputs to dtype= first
         direct = (
             out is not None
             and out.dtype == compute
-            and not np.shares_memory(out, x)
             and (out.ndim == 2 or out.flags.c_contiguous)
+            and not np.shares_memory(out, x)
         )
         if direct:
-            y2d = out.reshape(-1, M) if out.ndim != 2 else out
+            y2d = out if out.ndim == 2 else out.reshape(-1, M)
         else:
             y2d = np.empty((x2d.shape[0], M), dtype=compute)
-        _dispatch.approx_product(x2d, level, y2d, config.threads)
-        nonfinite, out_of_range = _reference.row_flags(x2d, level)
-        if nonfinite.any():
-            y2d[nonfinite] = np.nan  # like NumPy: NaN/inf in a row poisons that row only
-        report = self._check_budget(x2d, y2d, level, config, nonfinite, out_of_range)
-        _budget.record(report)
-        if report.fell_back:
+        flags = _dispatch.approx_product(x2d, level, y2d, config.threads)
+        if flags is None:  # a kernel without fused row flags: the NumPy oracle's
+            nonfinite, out_of_range = _reference.row_flags(x2d, level)
+            flags = nonfinite.view(np.uint8) | (out_of_range.view(np.uint8) << 1)
+            if nonfinite.any():
+                y2d[nonfinite] = np.nan  # like NumPy: NaN/inf in a row poisons that row only
+        if self._check_budget(x2d, y2d, level, config, flags):
             return _exact_call(x, weights, kwargs, out, name)
         if direct:
             return out
-        y = y2d.reshape(out_shape)
+        y = y2d if y2d.shape == out_shape else y2d.reshape(out_shape)
         if out is None:
             return y if result_dtype == compute else y.astype(result_dtype)
         np.copyto(out, y, casting="same_kind")
         return out
 
-    def _check_budget(self, x2d, y2d, level, config, nonfinite, out_of_range):
-        """Verification on sampled rows and drift accounting; the call's report."""
+    def _check_budget(self, x2d, y2d, level, config, flags):
+        """Drift accounting, verification on sampled rows, and the call's report.
+
+        ``flags`` has bit 0 set for rows with NaN/inf and bit 1 for rows out of the
+        calibrated range. Returns True when the exact product must be returned.
+        """
         nrows = x2d.shape[0]
-        n_nonfinite = int(np.count_nonzero(nonfinite)) if nonfinite is not None else 0
-        n_outside = int(np.count_nonzero(out_of_range)) if out_of_range is not None else 0
-        fraction = config.drift_fraction
-        if fraction is not None and nrows and n_outside > fraction * nrows:
+        n_nonfinite = n_outside = 0
+        if nrows and flags.any():
+            n_nonfinite = int(np.count_nonzero(flags & 1))
+            n_outside = int(np.count_nonzero(flags & 2))
+            fraction = config.drift_fraction
+            if fraction is not None and n_outside > fraction * nrows:
+                self._warn_once(
+                    "drift",
+                    _budget.DriftWarning(
+                        f"{n_outside} of {nrows} rows ({n_outside / nrows:.1%}) have split "
+                        f"columns outside the range of the calibration data (drift_fraction="
+                        f"{fraction:g}); the validated error may not hold. Refit on current "
+                        "data, or use approxmat.config(verify=...) to check calls."
+                    ),
+                )
+        k = _budget.sample_size(config.verify, nrows)
+        if not k:
+            _budget.record(level.ncodebooks, nrows, 0, nan, nan, False, n_outside, n_nonfinite)
+            return False
+        rows = _budget.sample_rows(nrows, k)
+        if n_nonfinite:
+            rows = rows[(flags[rows] & 1) == 0]  # NaN rows are NaN in both products
+        verified = len(rows)
+        exact = x2d[rows].astype(np.float64) @ self._weights.astype(np.float64)
+        estimate, bound = _budget.estimate_error(y2d[rows], exact, nrows - n_nonfinite)
+        tolerance = config.tolerance
+        if tolerance is None or bound <= tolerance:
+            _budget.record(
+                level.ncodebooks, nrows, verified, estimate, bound, False, n_outside, n_nonfinite
+            )
+            return False
+        message = (
+            f"approximate product exceeded the accuracy budget: estimated relative "
+            f"error {estimate:.3g}, {_budget.CONFIDENCE:.0%} upper bound {bound:.3g} > "
+            f"tolerance {tolerance:g} ({verified} of {nrows} rows verified, level with "
+            f"{level.ncodebooks} codebooks, validated error {level.error:.3g})"
+        )
+        outcome = {
+            "raise": "verification failed: raised",
+            "warn": f"level with {level.ncodebooks} codebooks; verification failed: warned",
+            "exact": "verification failed: exact product returned",
+        }[config.on_violation]
+        fell_back = config.on_violation == "exact"
+        _budget.record(
+            level.ncodebooks, nrows, verified, estimate, bound, fell_back, n_outside,
+            n_nonfinite, outcome,
+        )
+        if config.on_violation == "raise":
+            raise _budget.ApproxAccuracyError(message)
+        if config.on_violation == "warn":
+            warnings.warn(message, _budget.ApproxMatrixWarning, stacklevel=5)
+        else:
             self._warn_once(
-                "drift",
-                _budget.DriftWarning(
-                    f"{n_outside} of {nrows} rows ({n_outside / nrows:.1%}) have split columns "
-                    f"outside the range of the calibration data (drift_fraction={fraction:g}); "
-                    "the validated error may not hold. Refit on current data, or use "
-                    "approxmat.config(verify=...) to check calls."
+                "violation",
+                _budget.ApproxMatrixWarning(
+                    message + "; the exact product was returned instead (this warning "
+                    "is shown once per matrix)"
                 ),
             )
-        estimate = bound = float("nan")
-        k = _budget.sample_size(config.verify, nrows)
-        verified = 0
-        fell_back = False
-        reason = f"level with {level.ncodebooks} codebooks"
-        if k:
-            rows = _budget.sample_rows(nrows, k)
-            if n_nonfinite:
-                rows = rows[~nonfinite[rows]]  # NaN rows are NaN in both products
-            verified = len(rows)
-            exact = x2d[rows].astype(np.float64) @ self._weights.astype(np.float64)
-            estimate, bound = _budget.estimate_error(y2d[rows], exact, nrows - n_nonfinite)
-            tolerance = config.tolerance
-            if tolerance is not None and bound > tolerance:
-                message = (
-                    f"approximate product exceeded the accuracy budget: estimated relative "
-                    f"error {estimate:.3g}, {_budget.CONFIDENCE:.0%} upper bound {bound:.3g} > "
-                    f"tolerance {tolerance:g} ({verified} of {nrows} rows verified, level with "
-                    f"{level.ncodebooks} codebooks, validated error {level.error:.3g})"
-                )
-                if config.on_violation == "raise":
-                    _budget.record(
-                        _budget.CallReport(
-                            level.ncodebooks, nrows, verified, estimate, bound, False,
-                            n_outside, n_nonfinite, "verification failed: raised",
-                        )
-                    )
-                    raise _budget.ApproxAccuracyError(message)
-                if config.on_violation == "warn":
-                    warnings.warn(message, _budget.ApproxMatrixWarning, stacklevel=5)
-                    reason += "; verification failed: warned"
-                else:
-                    fell_back = True
-                    reason = "verification failed: exact product returned"
-                    self._warn_once(
-                        "violation",
-                        _budget.ApproxMatrixWarning(
-                            message + "; the exact product was returned instead (this warning "
-                            "is shown once per matrix)"
-                        ),
-                    )
-        return _budget.CallReport(
-            level.ncodebooks, nrows, verified, estimate, bound, fell_back, n_outside,
-            n_nonfinite, reason,
-        )
+        return fell_back
 
     def _warn_once(self, key, warning):
         if key in self._warned:
@@ -516,6 +547,24 @@ def _with_ranges(level, X_cal):
     low32 = np.where(low32 > low, np.nextafter(low32, np.float32(-np.inf)), low32)
     high32 = np.where(high32 < high, np.nextafter(high32, np.float32(np.inf)), high32)
     return dataclasses.replace(level, split_low=low32, split_high=high32)
+
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_RESULT_DTYPES = {}
+nan = float("nan")
+_current_config = get_config
+
+
+def _result_dtype(x_dtype, w_dtype):
+    """``np.result_type`` of a product, cached; None for non-real left operands."""
+    key = (x_dtype, w_dtype)
+    result = _RESULT_DTYPES.get(key)
+    if result is None:
+        if x_dtype.kind not in "biuf":
+            return None
+        result = _RESULT_DTYPES[key] = np.result_type(x_dtype, w_dtype)
+    return result
 
 
 def _rows(x) -> int:
