@@ -17,7 +17,7 @@ except ImportError:  # an unbuilt source checkout shadows the installed package
     redirect(__file__)  # replaces this module in sys.modules with the installed one
 else:
     from ._budget import ApproxAccuracyError, ApproxMatrixWarning, CallReport, DriftWarning, last_call
-    from ._config import config, get_config, set_config
+    from ._config import Config, config, get_config, set_config
     from ._matrix import ApproxMatrix, LevelInfo, load
     from ._show import show_config
 
@@ -26,6 +26,7 @@ __all__ = [
     "ApproxMatrix",
     "ApproxMatrixWarning",
     "CallReport",
+    "Config",
     "DriftWarning",
     "LevelInfo",
     "last_call",

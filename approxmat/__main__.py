@@ -15,9 +15,9 @@ def main(argv=None) -> int:
     demo = commands.add_parser(
         "demo", help="fit on a dataset, then compare speed and error against NumPy"
     )
-    demo.add_argument("--threads", type=int, default=None, help="kernel threads")
-    demo.add_argument("--repeat", type=int, default=7, help="timing repetitions (median)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the fit's split")
+    from ._demo import add_arguments
+
+    add_arguments(demo)
     commands.add_parser("show-config", help="print build and runtime facts")
     args = parser.parse_args(argv)
 
@@ -26,9 +26,9 @@ def main(argv=None) -> int:
 
         show_config()
         return 0
-    from ._demo import run_demo
+    from ._demo import run_from_args
 
-    return run_demo(threads=args.threads, repeat=args.repeat, seed=args.seed)
+    return run_from_args(args)
 
 
 if __name__ == "__main__":
