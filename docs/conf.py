@@ -20,7 +20,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 # -- Figures and tables made at build time, from scripts in docs/scripts/ ----------
 GENERATED = HERE / "_generated"
 GENERATED.mkdir(exist_ok=True)
-for script in ("how_it_works.py", "perf_tables.py"):
+for script in ("how_it_works.py", "perf_tables.py", "error_table.py"):
     runpy.run_path(str(HERE / "scripts" / script), run_name="__main__")
 
 # -- Project ------------------------------------------------------------------------
