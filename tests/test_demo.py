@@ -11,10 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from approxmat import _demo
+import matplotlib  # noqa: F401 - the test extra installs what the demo's options need
+import PIL  # noqa: F401
+import sklearn  # noqa: F401
 
-pytest.importorskip("sklearn", reason="the demo data ship with scikit-learn")
-pytest.importorskip("PIL", reason="scikit-learn needs Pillow to decode the sample JPEGs")
+from approxmat import _demo
 
 SMALL = [
     "--repeat", "2", "--calibration-rows", "1500", "--test-rows", "3000",
@@ -78,7 +79,6 @@ def test_demo_prints_sane_table(capsys):
 
 
 def test_json_and_plot_outputs(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
     png, js = tmp_path / "speed.png", tmp_path / "run.json"
     args = _parser().parse_args(SMALL + ["--plot", str(png), "--json", str(js), "--threads", "1"])
     assert _demo.run_from_args(args) == 0
