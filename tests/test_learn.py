@@ -126,6 +126,108 @@ def test_tree_residual_criterion_finds_the_informative_column():
     assert abs(float(thr[0]) - 0.3) < 0.1
 
 
+def _brute_force_splits(raw, j, bucket, nb, feats):
+    """Best split of each bucket on column j by trying every threshold."""
+    gains, los, his = [], [], []
+    for b in range(nb):
+        rows = bucket == b
+        v, F = raw[rows, j], feats[rows]
+        best = (-np.inf, None, None)
+        for t in np.unique(v)[:-1]:
+            L, R = F[v <= t], F[v > t]
+            g = (L.sum(0) ** 2).sum() / len(L) + (R.sum(0) ** 2).sum() / len(R)
+            if g > best[0] + 1e-9 * abs(g):
+                best = (g, t, v[v > t].min())
+        if best[1] is None:  # no valid split: the bucket's own gain
+            best = ((F.sum(0) ** 2).sum() / max(len(F), 1), None, None)
+        gains.append(best[0])
+        los.append(best[1])
+        his.append(best[2])
+    return sum(gains), los, his
+
+
+def test_split_candidates_match_brute_force():
+    rng = np.random.default_rng(7)
+    n, nb = 120, 4
+    raw = np.round(rng.standard_normal((n, 5)), 1)  # ties on purpose
+    raw[:, 3] = 2.0  # a constant column: no split anywhere
+    feats = rng.standard_normal((n, 3)) + raw[:, [0]] * np.array([1.0, -2.0, 0.5])
+    bucket = rng.integers(0, nb, n).astype(np.uint8)
+    counts = np.bincount(bucket, minlength=nb)
+    tot = np.stack([feats[bucket == b].sum(0) for b in range(nb)])
+    cand = np.array([0, 2, 3, 4])
+    score, lo, hi, split, vmax = _learn._split_candidates(
+        _learn._presort(raw), cand, bucket, counts, feats.astype(np.float32), tot
+    )
+    for i, j in enumerate(cand):
+        g, los, his = _brute_force_splits(raw, j, bucket, nb, feats)
+        np.testing.assert_allclose(score[i], g, rtol=1e-5)
+        for b in range(nb):
+            assert split[i, b] == (los[b] is not None)
+            if split[i, b]:
+                assert (lo[i, b], hi[i, b]) == (los[b], his[b])
+            assert vmax[i, b] == raw[bucket == b, j].max()
+
+
+def test_all_columns_proxy_ranks_like_the_block_proxy():
+    rng = np.random.default_rng(8)
+    raw = rng.standard_normal((600, 12))
+    feats = np.stack([3 * raw[:, 7] + raw[:, 2], 2 * raw[:, 10] - raw[:, 7]], axis=1)
+    feats += 0.3 * rng.standard_normal(feats.shape)
+    bucket = (raw[:, 0] > 0).astype(np.uint8) + 2 * (raw[:, 5] > 0.5)
+    counts = np.bincount(bucket, minlength=4)
+    proxy = _learn._AllColumnsProxy(raw, np.arange(600))
+    got = proxy(bucket, feats, 3)
+    want = _learn._proxy_candidates(raw, bucket, counts, feats, 3)
+    assert got.tolist() == want.tolist() == [2, 7, 10]
+
+
+def test_split_columns_outside_the_block_when_the_data_calls_for_it():
+    # Only columns 2 and 3 carry weight: with contiguous blocks codebook 0 can
+    # only split on the useless columns 0 and 1; with "all" it uses 2 and 3.
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((1000, 4))
+    W = np.array([[0.0], [0.0], [1.0], [1.0]])
+    lv_all = fit_levels(X, W, 2, random_state=0)[0]
+    lv_blk = fit_levels(X, W, 2, random_state=0, _columns="block")[0]
+    assert set(lv_blk.split_dims[0].tolist()) <= {0, 1}
+    assert set(lv_blk.split_dims[1].tolist()) <= {2, 3}
+    assert set(lv_all.split_dims[0].tolist()) <= {2, 3}
+    assert set(lv_all.split_dims[1].tolist()) <= {2, 3}
+    assert lv_all.error < 0.8 * lv_blk.error
+
+
+def test_block_split_columns_stay_in_their_blocks(problem):
+    X, _, W = problem
+    for lv in fit_levels(X, W, [3, 8], random_state=0, _columns="block"):
+        bounds = _block_bounds(24, lv.ncodebooks)
+        for c in range(lv.ncodebooks):
+            assert (bounds[c] <= lv.split_dims[c]).all()
+            assert (lv.split_dims[c] < bounds[c + 1]).all()
+    with pytest.raises(ValueError, match="split-column mode"):
+        fit_levels(X, W, 2, random_state=0, _columns="nope")
+
+
+def test_tree_search_on_a_row_sample_keeps_fit_and_call_identical(problem, monkeypatch):
+    X, _, W = problem
+    monkeypatch.setattr(_learn, "TREE_SAMPLE_ROWS", 150)
+    monkeypatch.setattr(_learn, "PROXY_SAMPLE_ROWS", 100)
+    a = fit_levels(X, W, 4, random_state=3)[0]
+    b = fit_levels(X, W, 4, random_state=3)[0]
+    np.testing.assert_array_equal(a.thresholds, b.thresholds)
+    assert 0 < a.error < 0.6
+
+
+def test_many_outputs_use_the_principal_directions_for_the_proxy():
+    # M > PROXY_DIMS: the residual is rotated to principal directions and the
+    # proxy sees the leading ones only; the fit still works and is accurate.
+    rng = np.random.default_rng(10)
+    X = _lowrank(rng, 800, 16, r=3)
+    W = rng.standard_normal((16, 40))
+    lv = fit_levels(X, W, 4, random_state=0)[0]
+    assert 0 < lv.error < 0.5
+
+
 # --------------------------------------------------------------- prototypes
 
 
@@ -202,11 +304,8 @@ def test_fit_levels_structure(fitted, problem):
         assert lv.luts.shape == (lv.ncodebooks, 16, 3)
         assert np.isfinite(lv.thresholds).all()
         assert 0 < lv.error < 1
-        # Split columns stay inside each codebook's contiguous block.
-        bounds = _block_bounds(24, lv.ncodebooks)
-        for c in range(lv.ncodebooks):
-            assert (bounds[c] <= lv.split_dims[c]).all()
-            assert (lv.split_dims[c] < bounds[c + 1]).all()
+        # By default any column may be a split column (SPLIT_COLUMNS = "all").
+        assert ((0 <= lv.split_dims) & (lv.split_dims < 24)).all()
     errs = [lv.error for lv in fitted]
     assert errs[2] < errs[0]
 

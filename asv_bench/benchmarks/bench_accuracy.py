@@ -48,6 +48,13 @@ class AccuracySuite:
     def track_validated_error(self, cache, ncodebooks):
         return cache[ncodebooks][1]
 
+    def track_block_columns_test_error(self, cache, ncodebooks):
+        """Split columns restricted to each codebook's contiguous block."""
+        X_cal, X_test, W = _problem()
+        lv = fit_levels(X_cal, W, ncodebooks, random_state=0, _columns="block")[0]
+        Y = X_test.astype(np.float64) @ W
+        return float(np.linalg.norm(approx_matmul(X_test, lv, np.float64) - Y) / np.linalg.norm(Y))
+
     def track_reference_criterion_test_error(self, cache, ncodebooks):
         X_cal, X_test, W = _problem()
         lv = fit_levels(X_cal, W, ncodebooks, random_state=0, _mode="reference")[0]
