@@ -24,6 +24,8 @@ cdef extern from "am_kernels.h":
         const double *scale
         const double *offset
         const uint8_t *packed
+        const float *split_low
+        const float *split_high
     ctypedef struct am_matrix:
         char *data
         Py_ssize_t rows
@@ -39,7 +41,7 @@ cdef extern from "am_kernels.h":
         int (*encode)(const am_level_view *lv, const am_matrix *x, uint8_t *codes,
                       int nthreads) noexcept nogil
         int (*product)(const am_level_view *lv, const am_matrix *x, am_matrix *out,
-                       int nthreads) noexcept nogil
+                       uint8_t *flags, int nthreads) noexcept nogil
     int am_supported_variants(const char **names, int capacity)
     const am_kernels *am_variant(const char *name)
     const am_kernels *am_default_variant(const char **error)
@@ -132,6 +134,8 @@ cdef int _level_view(am_level_view *lv, object split_dims, object thresholds, ob
     lv.scale = <const double *>cnp.PyArray_DATA(scale)
     lv.offset = <const double *>cnp.PyArray_DATA(offset)
     lv.packed = NULL
+    lv.split_low = NULL
+    lv.split_high = NULL
     return 0
 
 
@@ -184,14 +188,24 @@ def packed_bytes(int C, int M, str variant=None):
     return table.packed_bytes(C, M)
 
 
-def pack(split_dims, thresholds, luts, scale, offset, str variant=None):
+def pack(split_dims, thresholds, luts, scale, offset, str variant=None, split_low=None,
+         split_high=None):
     """The level's parameters in the named variant's layout (a 1-D uint8 array).
 
     Computed once per level and variant; pass it to :func:`product` / :func:`encode`.
+    ``split_low`` / ``split_high`` (float32 (C, 4), both or neither): calibration ranges
+    of the split columns, used by :func:`product`'s out-of-range flags.
     """
     cdef const am_kernels *table = _table(variant)
     cdef am_level_view lv
     _level_view(&lv, split_dims, thresholds, luts, scale, offset)
+    if (split_low is None) != (split_high is None):
+        raise ValueError("split_low and split_high must be given together")
+    if split_low is not None:
+        _check(split_low, "split_low", _F32, (lv.C, 4))
+        _check(split_high, "split_high", _F32, (lv.C, 4))
+        lv.split_low = <const float *>cnp.PyArray_DATA(split_low)
+        lv.split_high = <const float *>cnp.PyArray_DATA(split_high)
     cdef cnp.ndarray packed = np.empty(table.packed_bytes(lv.C, lv.M), dtype=np.uint8)
     cdef uint8_t *dst = <uint8_t *>cnp.PyArray_DATA(packed)
     with nogil:
@@ -224,11 +238,16 @@ def encode(x, split_dims, thresholds, luts, scale, offset, packed, int nthreads=
 
 
 def product(x, split_dims, thresholds, luts, scale, offset, packed, out, int nthreads=1,
-            str variant=None):
+            str variant=None, flags=None):
     """Write the approximate product of rows ``x`` into ``out`` (N, M); returns ``out``.
 
     ``x``: float32/float64 (N, D), any strides. ``out``: float32/float64 (N, M), any
     strides, writeable, not overlapping ``x``. The GIL is released while computing.
+
+    ``flags``: None (pure product), or a writeable C-contiguous uint8 array of shape
+    (N,) that receives the row flags: bit 0 when the row of ``x`` has a NaN or +-inf in
+    any column (its output row is then all NaN), bit 1 when the row is finite and a split
+    column lies outside the calibration range packed with the level.
     """
     cdef const am_kernels *table = _table(variant)
     cdef am_level_view lv
@@ -244,10 +263,16 @@ def product(x, split_dims, thresholds, luts, scale, offset, packed, out, int nth
         )
     if nthreads < 1:
         raise ValueError(f"nthreads must be >= 1, got {nthreads}")
+    cdef uint8_t *fl = NULL
+    if flags is not None:
+        _check(flags, "flags", _U8, (xm.rows,))
+        if not flags.flags.writeable:
+            raise ValueError("flags is read-only")
+        fl = <uint8_t *>cnp.PyArray_DATA(flags)
     cdef int status = 0
     if xm.rows > 0:
         with nogil:
-            status = table.product(&lv, &xm, &om, nthreads)
+            status = table.product(&lv, &xm, &om, fl, nthreads)
     if status != 0:
         raise MemoryError("approxmat kernel could not allocate its scratch memory")
     return out

@@ -82,7 +82,7 @@ def choose_level(levels, tolerance):
 
 
 def approx_product(x2d, level, out2d, threads=None):
-    """Write the approximate product of rows ``x2d`` into ``out2d``.
+    """Write the approximate product of rows ``x2d`` into ``out2d``; return the row flags.
 
     Parameters
     ----------
@@ -92,19 +92,37 @@ def approx_product(x2d, level, out2d, threads=None):
         overlapping ``x2d``
     threads : int or None
         Requested threads (see :func:`kernel_threads`).
+
+    Returns
+    -------
+    flags : ndarray of uint8, shape (N,)
+        Bit 0 (``FLAG_NONFINITE``): the row of ``x2d`` has a NaN or +-inf in some
+        column; its output row is all NaN. Bit 1 (``FLAG_OUT_OF_RANGE``): the row is
+        finite and some split column lies outside the level's calibration range
+        (never set when the level has no ranges). Equal to
+        :func:`approxmat._reference.row_flags` (``nonfinite | out_of_range << 1``).
     """
     nthreads = kernel_threads(threads)
+    flags = np.empty(x2d.shape[0], dtype=np.uint8)
     if x2d.dtype in _KERNEL_DTYPES and out2d.dtype in _KERNEL_DTYPES:
         variant = _DEFAULT_VARIANT
         _kernels.product(
             x2d, level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
-            packed_level(level, variant), out2d, nthreads, variant,
+            packed_level(level, variant), out2d, nthreads, variant, flags,
         )
-        return
+        return flags
     # No kernel for this dtype combination: the (single-threaded) NumPy reference.
     out2d[...] = _reference.approx_matmul(x2d, level, out2d.dtype)
+    nonfinite, out_of_range = _reference.row_flags(x2d, level)
+    out2d[nonfinite] = np.nan
+    flags[...] = nonfinite
+    flags |= out_of_range.astype(np.uint8) << 1
+    return flags
 
 
+#: Row flag bits returned by :func:`approx_product`.
+FLAG_NONFINITE = 1
+FLAG_OUT_OF_RANGE = 2
 #: Input and output dtypes the compiled kernels handle.
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: The kernel variant chosen at import (``APPROXMAT_FORCE_ISA`` may lower it).
@@ -122,7 +140,8 @@ def packed_level(level, variant=None):
     packed = level.cache.get(key)
     if packed is None:
         packed = _kernels.pack(
-            level.split_dims, level.thresholds, level.luts, level.scale, level.offset, variant
+            level.split_dims, level.thresholds, level.luts, level.scale, level.offset, variant,
+            level.split_low, level.split_high,
         )
         level.cache[key] = packed
     return packed

@@ -47,6 +47,47 @@ def random_x(N, D, rng, special=True):
     return x
 
 
+def with_ranges(level, x, rng):
+    """The level with calibration ranges drawn from x's columns (quantiles near the ends),
+    some infinite, so that a fraction of rows is out of range."""
+    C = level.ncodebooks
+    low = np.full((C, 4), -np.inf, np.float32)
+    high = np.full((C, 4), np.inf, np.float32)
+    if x is not None and x.size:
+        for c in range(C):
+            for lev in range(4):
+                col = x[:, level.split_dims[c, lev]]
+                col = col[np.isfinite(col)]
+                if col.size == 0:
+                    continue
+                q = rng.uniform(0, 0.3 / C)
+                if rng.random() < 0.8:
+                    low[c, lev] = np.float32(np.quantile(col, q))
+                if rng.random() < 0.8:
+                    high[c, lev] = np.float32(np.quantile(col, 1 - q))
+    return Level(level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
+                 error=level.error, split_low=low, split_high=high)
+
+
+def want_flags(x, level):
+    nonfinite, outside = _reference.row_flags(x, level)
+    return nonfinite.astype(np.uint8) | (outside.astype(np.uint8) << 1)
+
+
+def want_nan_rows(x, level, odt):
+    """The reference product with NaN in the rows of x that hold a NaN or an infinity."""
+    want = _reference.approx_matmul(x, level, odt)
+    want[_reference.row_flags(x, level)[0]] = np.nan
+    return want
+
+
+def product_flags(xv, level, out, nthreads, variant):
+    flags = np.full(xv.shape[0], 0xAA, np.uint8)
+    _kernels.product(xv, *args(level, variant), out, nthreads=nthreads, variant=variant,
+                     flags=flags)
+    return flags
+
+
 def args(level, variant):
     packed = _dispatch.packed_level(level, variant)
     return (level.split_dims, level.thresholds, level.luts, level.scale, level.offset, packed)
@@ -95,11 +136,21 @@ CASES = [
 def test_bit_exact_all_variants(N, D, C, M):
     rng = np.random.default_rng(N * 1000 + C * 7 + M)
     x64 = random_x(N, D, rng)
+    # keep NaN / inf in every third row only, so that finite rows exist for every D
+    fix = ~np.isfinite(x64)
+    fix[::3] = False
+    x64[fix] = rng.standard_normal(np.count_nonzero(fix))
     level = random_level(D, M, C, rng, x64)
     for xdt in DTYPES:
         x = x64.astype(xdt)
         want_codes = _reference.encode(x, level.split_dims, level.thresholds)
         want = {odt: _reference.approx_matmul(x, level, odt) for odt in DTYPES}
+        ranged = with_ranges(level, x, rng)
+        flags_plain, flags_r = want_flags(x, level), want_flags(x, ranged)
+        nan_plain = {odt: want_nan_rows(x, level, odt) for odt in DTYPES}
+        nan_r = {odt: want_nan_rows(x, ranged, odt) for odt in DTYPES}
+        if N >= 100:  # the case exercises every flag
+            assert set(np.unique(flags_r)) == {0, 1, 2}
         for variant in VARIANTS:
             a = args(level, variant)
             for name, xv in layouts(x):
@@ -115,6 +166,18 @@ def test_bit_exact_all_variants(N, D, C, M):
                 out = big[::2, M - 1 :: -1] if M > 1 else big[::2, :1]
                 _kernels.product(xv, *a, out, nthreads=1, variant=variant)
                 assert_bits_equal(np.ascontiguousarray(out), want[odt])
+                # fused row flags and NaN rows, with and without ranges
+                for lev, wf, wn in ((level, flags_plain, nan_plain), (ranged, flags_r, nan_r)):
+                    for odt in DTYPES:
+                        out = np.full((N, M), 7, dtype=odt)
+                        flags = product_flags(xv, lev, out, 2, variant)
+                        np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
+                        assert_bits_equal(out, wn[odt])
+                    big = np.zeros((2 * N, M + 2), dtype=odt)
+                    out = big[::2, M - 1 :: -1] if M > 1 else big[::2, :1]
+                    flags = product_flags(xv, lev, out, 1, variant)
+                    np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
+                    assert_bits_equal(np.ascontiguousarray(out), wn[odt])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -122,14 +185,104 @@ def test_every_codebook_count(variant):
     """Code packing for every C in 1..256 (the reference's wrong block stride)."""
     rng = np.random.default_rng(7)
     for C in list(range(1, 70)) + [95, 96, 97, 127, 128, 129, 200, 254, 255, 256]:
-        N, D, M = 37, C + 3, 3 + C % 5
+        N, D = 37, C + 3
         x = random_x(N, D, rng).astype(np.float32)
-        level = random_level(D, M, C, rng, x)
-        out = np.empty((N, M), np.float32)
-        _kernels.product(x, *args(level, variant), out, nthreads=1, variant=variant)
-        assert_bits_equal(out, _reference.approx_matmul(x, level, np.float32))
+        for M in (3 + C % 5, 64 + C % 5):  # both sum paths of the AVX-512 variant
+            level = random_level(D, M, C, rng, x)
+            out = np.empty((N, M), np.float32)
+            _kernels.product(x, *args(level, variant), out, nthreads=1, variant=variant)
+            assert_bits_equal(out, _reference.approx_matmul(x, level, np.float32))
         codes = _kernels.encode(np.asfortranarray(x), *args(level, variant), variant=variant)
         np.testing.assert_array_equal(codes, _reference.encode(x, level.split_dims, level.thresholds))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("D", [1, 15, 16, 17, 37, 64, 100, 130])
+def test_nonfinite_in_every_column(variant, D):
+    """A NaN / inf in any one column (vector bodies and tails) flags its row, and only it."""
+    rng = np.random.default_rng(D)
+    N, C, M = 3 * D + 5, 6, 9
+    x64 = rng.standard_normal((N, D))
+    specials = (np.nan, np.inf, -np.inf, -np.nan)
+    for i in range(3 * D):
+        x64[i, i % D] = specials[(i // D) % 4]
+    x64[-5:] = np.finfo(np.float32).max  # huge but finite
+    level = with_ranges(random_level(D, M, C, rng, x64), x64, rng)
+    for xdt in DTYPES:
+        x = x64.astype(xdt)
+        wf = want_flags(x, level)
+        assert (wf[: 3 * D] == 1).all() and not (wf[3 * D :] & 1).any()
+        for name, xv in layouts(x):
+            for odt in DTYPES:
+                out = np.empty((N, M), odt)
+                flags = product_flags(xv, level, out, 1, variant)
+                np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
+                assert_bits_equal(out, want_nan_rows(x, level, odt))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_range_bounds_exact(variant):
+    """Values equal to a bound are in range; the next float beyond it is out (f32 and f64)."""
+    rng = np.random.default_rng(17)
+    D, C, M = 40, 8, 5
+    level = random_level(D, M, C, rng)
+    low = rng.uniform(-2, -1, size=(C, 4)).astype(np.float32)
+    high = rng.uniform(1, 2, size=(C, 4)).astype(np.float32)
+    level = Level(level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
+                  split_low=low, split_high=high)
+    rows = []
+    for c in range(C):
+        for lev in range(4):
+            d = level.split_dims[c, lev]
+            # in-range value of every split column: inside every range that uses it
+            base = np.zeros(D)
+            for delta, bound in ((0, low), (0, high), (-1, low), (+1, high)):
+                row = base.copy()
+                col_lo = low[level.split_dims == d].max()
+                col_hi = high[level.split_dims == d].min()
+                b = np.float64(col_lo if bound is low else col_hi)
+                if delta:
+                    b = np.nextafter(np.float32(b), np.float32(delta * np.inf))
+                row[d] = b
+                rows.append(row)
+    x64 = np.array(rows)
+    for xdt in DTYPES:
+        x = x64.astype(xdt)
+        if xdt == np.float64:  # just beyond the bound in float64: out of range
+            x = np.concatenate([x, x64 + np.where(x64 != 0, np.sign(x64) * 1e-12, 0)])
+        wf = want_flags(x, level)
+        assert set(np.unique(wf)) == {0, 2}
+        for name, xv in layouts(x):
+            out = np.empty((x.shape[0], M), np.float32)
+            flags = product_flags(xv, level, out, 1, variant)
+            np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
+            assert_bits_equal(out, want_nan_rows(x, level, np.float32))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("M", [15, 16, 31, 32, 33, 47, 48, 63, 64, 65, 255, 256, 257, 513])
+def test_output_widths(variant, M):
+    """Output widths around the vector, tile and path boundaries; every layout, dtypes."""
+    rng = np.random.default_rng(M + 100)
+    N, D, C = 70, 50, 20
+    x = random_x(N, D, rng)
+    fix = ~np.isfinite(x)
+    fix[::4] = False
+    x[fix] = 0.5
+    level = with_ranges(random_level(D, M, C, rng, x), x, rng)
+    for xdt in DTYPES:
+        xx = x.astype(xdt)
+        wf = want_flags(xx, level)
+        for name, xv in layouts(xx):
+            for odt in DTYPES:
+                out = np.empty((N, M), odt)
+                flags = product_flags(xv, level, out, 2, variant)
+                np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
+                assert_bits_equal(out, want_nan_rows(xx, level, odt))
+            big = np.zeros((N, 2 * M), dtype=np.float64)
+            out = big[:, ::-2]
+            _kernels.product(xv, *args(level, variant), out, nthreads=1, variant=variant)
+            assert_bits_equal(np.ascontiguousarray(out), _reference.approx_matmul(xx, level, np.float64))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -202,11 +355,17 @@ def test_thread_counts_identical(variant):
     N, D, C, M = 5000, 64, 16, 17
     x = random_x(N, D, rng)
     level = random_level(D, M, C, rng, x)
+    ranged = with_ranges(level, x, rng)
     outs = []
     for t in (1, 2, 3):
         out = np.empty((N, M), np.float32)
         _kernels.product(x, *args(level, variant), out, nthreads=t, variant=variant)
         outs.append(out)
+        for xv in (x, np.asfortranarray(x)):
+            out = np.empty((N, M), np.float64)
+            flags = product_flags(xv, ranged, out, t, variant)
+            np.testing.assert_array_equal(flags, want_flags(x, ranged))
+            assert_bits_equal(out, want_nan_rows(x, ranged, np.float64))
         codes = _kernels.encode(x, *args(level, variant), nthreads=t, variant=variant)
         np.testing.assert_array_equal(codes, _reference.encode(x, level.split_dims, level.thresholds))
     for out in outs[1:]:
@@ -246,18 +405,23 @@ def test_concurrent_python_threads():
 def test_approx_product_uses_kernel_and_falls_back():
     rng = np.random.default_rng(2)
     N, D, C, M = 100, 30, 8, 7
-    x = rng.standard_normal((N, D))
+    x = random_x(N, D, rng)
     level = random_level(D, M, C, rng, x)
-    for xdt in DTYPES:
-        for odt in DTYPES:
-            out = np.empty((N, M), odt)
-            _dispatch.approx_product(x.astype(xdt)[::-1], level, out, threads=2)
-            assert_bits_equal(out, _reference.approx_matmul(x.astype(xdt)[::-1], level, odt))
-    assert ("packed", _kernels.selected_variant()) in level.cache
-    # float16 output: no kernel, the reference computes it
-    out16 = np.empty((N, M), np.float16)
-    _dispatch.approx_product(x, level, out16)
-    np.testing.assert_array_equal(out16, _reference.approx_matmul(x, level, np.float16))
+    for lev in (level, with_ranges(level, x, rng)):
+        for xdt in DTYPES:
+            xv = x.astype(xdt)[::-1]
+            for odt in DTYPES:
+                out = np.empty((N, M), odt)
+                flags = _dispatch.approx_product(xv, lev, out, threads=2)
+                assert flags.dtype == np.uint8 and flags.shape == (N,)
+                np.testing.assert_array_equal(flags, want_flags(xv, lev))
+                assert_bits_equal(out, want_nan_rows(xv, lev, odt))
+        assert ("packed", _kernels.selected_variant()) in lev.cache
+        # float16 output: no kernel, the reference computes it
+        out16 = np.empty((N, M), np.float16)
+        flags = _dispatch.approx_product(x, lev, out16)
+        np.testing.assert_array_equal(flags, want_flags(x, lev))
+        np.testing.assert_array_equal(out16, want_nan_rows(x, lev, np.float16))
 
 
 def test_bad_arguments_raise():
@@ -289,6 +453,12 @@ def test_bad_arguments_raise():
         _kernels.product(x, *a, out, variant="sse9")
     with pytest.raises(TypeError):
         _kernels.product(list(x), *a, out)
+    with pytest.raises(ValueError, match="flags"):
+        _kernels.product(x, *a, out, flags=np.empty(N + 1, np.uint8))
+    with pytest.raises(ValueError, match="flags"):
+        _kernels.product(x, *a, out, flags=np.empty(N, np.int8))
+    with pytest.raises(ValueError, match="together"):
+        _kernels.pack(*a[:5], split_low=np.zeros((C, 4), np.float32))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

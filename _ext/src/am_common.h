@@ -33,6 +33,11 @@
  *   float  scale32[Mp], offset32[Mp]    T(scale), T(offset) for float32 outputs
  *   double scale64[Mp], offset64[Mp]
  *   double thr64[C][16]                 thresholds widened, heap order, 15 used
+ *   float  thr32r[C][4][16]             see am_thr32r
+ *   int32  cols[16 C]                   see am_cols; cols[1 + 8 C] = has ranges
+ *   float  lo32[4C], hi32[4C]           calibration range of distinct split column j
+ *   double lo64[4C], hi64[4C]           (intersection over the (c, l) using it; +-inf
+ *                                       when the level has no ranges); 128 C bytes
  *   ...variant tables from am_tables_offset(C, M) on (64-byte multiple)
  * Mp = M rounded up to 16; padding entries are 0.
  * --------------------------------------------------------------------------------- */
@@ -40,8 +45,10 @@ AM_INLINE size_t am_mpad(int M, int to) { return ((size_t)M + to - 1) / to * to;
 
 AM_INLINE size_t am_tables_offset(int C, int M)
 {
-    return 24 * am_mpad(M, 16) + 448 * (size_t)C;
+    return 24 * am_mpad(M, 16) + 576 * (size_t)C;
 }
+
+AM_INLINE size_t am_ranges_offset(int C, int M) { return 24 * am_mpad(M, 16) + 448 * (size_t)C; }
 
 /* l-bit reversal of j (l <= 4). */
 AM_INLINE int am_bitrev(int j, int l)
@@ -83,6 +90,17 @@ AM_INLINE const int32_t *am_cols(const am_level_view *lv)
 {
     return (const int32_t *)(lv->packed + 24 * am_mpad(lv->M, 16) + 384 * (size_t)lv->C);
 }
+AM_INLINE int am_has_ranges(const am_level_view *lv) { return am_cols(lv)[1 + 8 * lv->C]; }
+AM_INLINE const float *am_lo32(const am_level_view *lv)
+{
+    return (const float *)(lv->packed + am_ranges_offset(lv->C, lv->M));
+}
+AM_INLINE const float *am_hi32(const am_level_view *lv) { return am_lo32(lv) + 4 * lv->C; }
+AM_INLINE const double *am_lo64(const am_level_view *lv)
+{
+    return (const double *)(lv->packed + am_ranges_offset(lv->C, lv->M) + 32 * (size_t)lv->C);
+}
+AM_INLINE const double *am_hi64(const am_level_view *lv) { return am_lo64(lv) + 4 * lv->C; }
 AM_INLINE const uint8_t *am_tables(const am_level_view *lv)
 {
     return lv->packed + am_tables_offset(lv->C, lv->M);
@@ -122,6 +140,30 @@ static void am_pack_common(const am_level_view *lv, uint8_t *dst)
             while (list[j] != lv->split_dims[i])
                 j++;
             where[i] = j;
+        }
+        /* Ranges per distinct column: v is outside some [low_i, high_i] of the (c, l)
+         * using column j iff v < max_i low_i or v > min_i high_i. NaN bounds never
+         * flag anything (a comparison with NaN is false), so they are skipped. */
+        int has = lv->split_low != NULL && lv->split_high != NULL;
+        cols[1 + 2 * n] = has;
+        float *lo32 = (float *)(dst + am_ranges_offset(lv->C, lv->M)), *hi32 = lo32 + n;
+        double *lo64 = (double *)(lo32 + 2 * n), *hi64 = lo64 + n;
+        for (int j = 0; j < n; j++) {
+            lo32[j] = -__builtin_inff();
+            hi32[j] = __builtin_inff();
+        }
+        if (has)
+            for (int i = 0; i < n; i++) {
+                float l = lv->split_low[i], h = lv->split_high[i];
+                int j = where[i];
+                if (l > lo32[j])
+                    lo32[j] = l;
+                if (h < hi32[j])
+                    hi32[j] = h;
+            }
+        for (int j = 0; j < n; j++) {
+            lo64[j] = (double)lo32[j];
+            hi64[j] = (double)hi32[j];
         }
     }
     float *thr32r = (float *)(dst + 24 * Mp + 128 * (size_t)lv->C);
@@ -300,16 +342,155 @@ AM_UNUSED static void am_copy_tile(const char *tile, ptrdiff_t tile_rs, int nrow
 }
 
 /* ---------------------------------------------------------------------------------
+ * Row flags (see am_kernels.product): generic code, used by the portable and AVX2
+ * variants and by every variant for unusual strides. Written so that gcc vectorises
+ * the contiguous cases: a value is NaN or +-inf iff its exponent bits are all ones, i.e.
+ * iff (bits & EXP) + lowest exponent bit carries into the sign bit.
+ * --------------------------------------------------------------------------------- */
+#define AM_NF32(b) ((((b) & 0x7F800000u) + 0x00800000u) >> 31)
+#define AM_NF64(b) ((((b) & 0x7FF0000000000000ull) + 0x0010000000000000ull) >> 63)
+
+/* 1 when the D values row[0], row[cs], ... contain a NaN or an infinity. */
+static int am_row_nonfinite(const char *row, ptrdiff_t D, ptrdiff_t cs, int is_f64)
+{
+    if (is_f64) {
+        uint64_t m = 0;
+        if (cs == 8) {
+            const uint64_t *p = (const uint64_t *)row;
+            for (ptrdiff_t d = 0; d < D; d++)
+                m |= AM_NF64(p[d]);
+        } else {
+            for (ptrdiff_t d = 0; d < D; d++) {
+                uint64_t b;
+                memcpy(&b, row + d * cs, 8);
+                m |= AM_NF64(b);
+            }
+        }
+        return (int)m;
+    }
+    uint32_t m = 0;
+    if (cs == 4) {
+        const uint32_t *p = (const uint32_t *)row;
+        for (ptrdiff_t d = 0; d < D; d++)
+            m |= AM_NF32(p[d]);
+    } else {
+        for (ptrdiff_t d = 0; d < D; d++) {
+            uint32_t b;
+            memcpy(&b, row + d * cs, 4);
+            m |= AM_NF32(b);
+        }
+    }
+    return (int)m;
+}
+
+/* 1 when some split column of the row is outside its calibration range. */
+AM_INLINE int am_row_outside(const am_level_view *lv, const char *row, ptrdiff_t cs, int is_f64)
+{
+    const int32_t *cols = am_cols(lv);
+    int u = cols[0];
+    const int32_t *list = cols + 1;
+    int bad = 0;
+    if (is_f64) {
+        const double *lo = am_lo64(lv), *hi = am_hi64(lv);
+        for (int j = 0; j < u; j++) {
+            double v = am_ld64(row + list[j] * cs);
+            bad |= (v < lo[j]) | (v > hi[j]);
+        }
+    } else {
+        const float *lo = am_lo32(lv), *hi = am_hi32(lv);
+        for (int j = 0; j < u; j++) {
+            float v = am_ld32(row + list[j] * cs);
+            bad |= (v < lo[j]) | (v > hi[j]);
+        }
+    }
+    return bad;
+}
+
+/* flags[0 .. nrows) of rows [r0, r0 + nrows) of x. */
+static void am_flags_generic(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
+                             ptrdiff_t nrows, uint8_t *AM_RESTRICT flags)
+{
+    ptrdiff_t item = x->is_f64 ? 8 : 4, D = x->cols;
+    ptrdiff_t rs = x->row_stride, cs = x->col_stride;
+    const char *xb = x->data + r0 * rs;
+    int ranges = am_has_ranges(lv);
+    if (rs == item) {
+        /* Rows adjacent in memory: OR each column, read contiguously, into the rows. */
+        memset(flags, 0, (size_t)nrows);
+        for (ptrdiff_t d = 0; d < D; d++) {
+            const char *col = xb + d * cs;
+            if (x->is_f64) {
+                const uint64_t *p = (const uint64_t *)col;
+                for (ptrdiff_t r = 0; r < nrows; r++)
+                    flags[r] |= (uint8_t)AM_NF64(p[r]);
+            } else {
+                const uint32_t *p = (const uint32_t *)col;
+                for (ptrdiff_t r = 0; r < nrows; r++)
+                    flags[r] |= (uint8_t)AM_NF32(p[r]);
+            }
+        }
+        if (ranges) {
+            const int32_t *cols = am_cols(lv);
+            int u = cols[0];
+            for (int j = 0; j < u; j++) {
+                const char *col = xb + cols[1 + j] * cs;
+                if (x->is_f64) {
+                    const double *p = (const double *)col;
+                    double lo = am_lo64(lv)[j], hi = am_hi64(lv)[j];
+                    for (ptrdiff_t r = 0; r < nrows; r++)
+                        flags[r] |= (uint8_t)(((p[r] < lo) | (p[r] > hi)) << 1);
+                } else {
+                    const float *p = (const float *)col;
+                    float lo = am_lo32(lv)[j], hi = am_hi32(lv)[j];
+                    for (ptrdiff_t r = 0; r < nrows; r++)
+                        flags[r] |= (uint8_t)(((p[r] < lo) | (p[r] > hi)) << 1);
+                }
+            }
+            for (ptrdiff_t r = 0; r < nrows; r++)
+                flags[r] = (flags[r] & 1) ? 1 : flags[r];
+        }
+        return;
+    }
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        const char *row = xb + r * rs;
+        int f = am_row_nonfinite(row, D, cs, x->is_f64);
+        if (!f && ranges)
+            f = am_row_outside(lv, row, cs, x->is_f64) << 1;
+        flags[r] = (uint8_t)f;
+    }
+}
+
+/* NaN into the output rows r0 + i whose flag has bit 0 (NumPy's quiet NaN, as np.nan). */
+static void am_nan_rows(am_matrix *out, ptrdiff_t r0, ptrdiff_t nrows, const uint8_t *flags)
+{
+    for (ptrdiff_t i = 0; i < nrows; i++) {
+        if (!(flags[i] & 1))
+            continue;
+        char *row = out->data + (r0 + i) * out->row_stride;
+        if (out->is_f64) {
+            const uint64_t nan = 0x7FF8000000000000ull;
+            for (ptrdiff_t m = 0; m < out->cols; m++)
+                memcpy(row + m * out->col_stride, &nan, 8);
+        } else {
+            const uint32_t nan = 0x7FC00000u;
+            for (ptrdiff_t m = 0; m < out->cols; m++)
+                memcpy(row + m * out->col_stride, &nan, 4);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------
  * Row-block driver. `block` handles rows [r0, r0 + nrows) with its own scratch.
  * Every row is computed by the same code whatever the thread count or the block it
  * falls in, so the results are identical for every thread count.
  * --------------------------------------------------------------------------------- */
 typedef int (*am_block_fn)(const am_level_view *lv, const am_matrix *x, am_matrix *out,
-                           uint8_t *codes_out, ptrdiff_t r0, ptrdiff_t nrows, void *scratch);
+                           uint8_t *codes_out, uint8_t *flags, ptrdiff_t r0, ptrdiff_t nrows,
+                           void *scratch);
 
 static int am_run_blocks(const am_level_view *lv, const am_matrix *x, am_matrix *out,
-                         uint8_t *codes_out, ptrdiff_t block_rows, size_t scratch_bytes,
-                         am_block_fn block, int nthreads)
+                         uint8_t *codes_out, uint8_t *flags, ptrdiff_t block_rows,
+                         size_t scratch_bytes, am_block_fn block, int nthreads)
 {
     ptrdiff_t N = x->rows;
     if (N <= 0)
@@ -335,7 +516,7 @@ static int am_run_blocks(const am_level_view *lv, const am_matrix *x, am_matrix 
         for (ptrdiff_t b = 0; b < nblocks; b++) {
             ptrdiff_t r0 = b * block_rows;
             ptrdiff_t n = N - r0 < block_rows ? N - r0 : block_rows;
-            block(lv, x, out, codes_out, r0, n, scratch);
+            block(lv, x, out, codes_out, flags ? flags + r0 : NULL, r0, n, scratch);
         }
         free(scratch);
         return 0;
@@ -354,12 +535,33 @@ static int am_run_blocks(const am_level_view *lv, const am_matrix *x, am_matrix 
                 continue;
             ptrdiff_t r0 = b * block_rows;
             ptrdiff_t n = N - r0 < block_rows ? N - r0 : block_rows;
-            block(lv, x, out, codes_out, r0, n, scratch);
+            block(lv, x, out, codes_out, flags ? flags + r0 : NULL, r0, n, scratch);
         }
         free(scratch);
     }
 #endif
     return failed ? -1 : 0;
 }
+
+/* Rows per task of the F-order flags pre-pass: one task per thread, so that each column
+ * is read in runs as long as possible (a streaming read of X in memory order). */
+AM_INLINE ptrdiff_t am_flags_rows(ptrdiff_t N, int nthreads)
+{
+    ptrdiff_t per = (N + nthreads - 1) / (nthreads > 0 ? nthreads : 1);
+    return per < 64 ? 64 : (per + 63) / 64 * 64;
+}
+
+AM_UNUSED static int am_flags_block_generic(const am_level_view *lv, const am_matrix *x, am_matrix *out,
+                                  uint8_t *codes_out, uint8_t *flags, ptrdiff_t r0,
+                                  ptrdiff_t nrows, void *scratch)
+{
+    (void)out; (void)codes_out; (void)scratch;
+    am_flags_generic(lv, x, r0, nrows, flags);
+    return 0;
+}
+
+/* Whether the product computes the flags in a pre-pass over X in memory order (rows
+ * adjacent in memory: F-order), rather than fused into the row blocks. */
+AM_INLINE int am_flags_prepass(const am_matrix *x) { return x->row_stride == (x->is_f64 ? 8 : 4); }
 
 #endif

@@ -24,6 +24,10 @@ typedef struct am_level_view {
     const double *scale;        /* (M,) */
     const double *offset;       /* (M,) */
     const uint8_t *packed;      /* am_packed_bytes(variant, C, M) bytes from pack() */
+    /* (C, 4) calibration ranges of the split columns, or both NULL. Read by pack() only:
+     * the packed form keeps their intersection per distinct split column. */
+    const float *split_low;
+    const float *split_high;
 } am_level_view;
 
 /* A strided 2-D float32/float64 array; strides in bytes, any sign, any alignment. */
@@ -45,8 +49,13 @@ typedef struct am_kernels {
     void (*pack)(const am_level_view *lv, uint8_t *dst);
     /* codes[n * C + c] for rows of x (x.cols == D). Returns 0, or -1 when out of memory. */
     int (*encode)(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads);
-    /* out (N, M) = dequantised table sums of the codes of x. 0, or -1 (out of memory). */
-    int (*product)(const am_level_view *lv, const am_matrix *x, am_matrix *out, int nthreads);
+    /* out (N, M) = dequantised table sums of the codes of x. 0, or -1 (out of memory).
+     * With flags != NULL (N bytes) also the row flags: bit 0 when row n of x has a NaN or
+     * +-inf in any of its D columns (its output row is then all NaN), bit 1 when the row is
+     * finite and some split column lies outside the packed calibration range (levels with
+     * ranges only). flags == NULL skips both (pure product). */
+    int (*product)(const am_level_view *lv, const am_matrix *x, am_matrix *out, uint8_t *flags,
+                   int nthreads);
 } am_kernels;
 
 #define AM_CAT_(a, b) a##b

@@ -14,9 +14,22 @@
  *           64-byte `vpermb` table; a code byte is `code | 16 * (c % 4)`, 4 codebooks of
  *           one row in one 32-bit lane, so `vpdpbusd` with ones sums the 4 looked-up bytes
  *           of each row exactly into 32 bits: 64 lookups per vpermb + vpdpbusd pair.
+ *           For 48 <= M <= 256 the avx512 variant instead sums along M: per row and
+ *           codebook, the M-byte table row is zero-extended (vpmovzxbw) and added into
+ *           u16 accumulators (exact for C <= 256), which gives row-major output with
+ *           full 64-byte stores and no transpose; outputs >= 16 MiB are staged 16 rows
+ *           at a time in L1 and written with non-temporal stores.
  * Encoding compares floats directly (float64 input against the widened float32
  * thresholds), with contiguous loads when rows are adjacent in memory (F-order) and
  * gathers otherwise; the node index picks the level's thresholds by a permute.
+ *
+ * Row flags (product with flags != NULL): row-major input is scanned for NaN / inf row
+ * by row, fused with the copy of its split columns (fma(x, 0, acc) per 64 bytes, while
+ * the row is in L1, with a software prefetch 16 rows ahead); F-order input gets a
+ * separate streaming pass over X in memory order (column runs folded into register
+ * accumulators; only a run that holds a NaN / inf is re-read row by row). Out-of-range
+ * checks compare the copied / contiguous split columns with the per-column intersection
+ * of the calibration ranges. Rows with bit 0 get NaN written over their output row.
  */
 #include "am_common.h"
 
@@ -43,6 +56,13 @@
 #include <immintrin.h>
 #endif
 
+#ifndef AM_BLOCK_ROWS_SMALL
+#define AM_BLOCK_ROWS_SMALL 64
+#endif
+#ifndef AM_BLOCK_ROWS_LARGE
+#define AM_BLOCK_ROWS_LARGE 256
+#endif
+
 /* Rows per block: more rows when the tables are large, so that each pass over the
  * tables serves more rows. A multiple of 64. */
 #if defined(__GNUC__)
@@ -51,7 +71,7 @@ __attribute__((unused))
 static ptrdiff_t am_block_rows(int C, int M)
 {
     size_t table = am_mpad(C, 4) * 16 * am_mpad(M, 4);
-    return table > 32768 ? 256 : 64;
+    return table > 32768 ? AM_BLOCK_ROWS_LARGE : AM_BLOCK_ROWS_SMALL;
 }
 
 /* =================================================================================
@@ -61,7 +81,8 @@ static ptrdiff_t am_block_rows(int C, int M)
 __attribute__((unused))
 #endif
 static int portable_block(const am_level_view *lv, const am_matrix *x, am_matrix *out,
-                          uint8_t *codes_out, ptrdiff_t r0, ptrdiff_t nrows, void *scratch)
+                          uint8_t *codes_out, uint8_t *flags, ptrdiff_t r0, ptrdiff_t nrows,
+                          void *scratch)
 {
     uint32_t *acc = (uint32_t *)scratch;
     uint8_t *codes = (uint8_t *)(acc + am_mpad(lv->M, 16));
@@ -75,6 +96,11 @@ static int portable_block(const am_level_view *lv, const am_matrix *x, am_matrix
         am_sums_row(lv, codes, acc);
         am_dequant_row(lv, acc, 0, lv->M, out->data + (r0 + i) * out->row_stride,
                        out->col_stride, out->is_f64);
+    }
+    if (flags && !codes_out) {
+        if (!am_flags_prepass(x))
+            am_flags_generic(lv, x, r0, nrows, flags);
+        am_nan_rows(out, r0, nrows, flags);
     }
     return 0;
 }
@@ -90,15 +116,31 @@ static void v_pack(const am_level_view *lv, uint8_t *dst) { am_pack_common(lv, d
 
 static int v_encode(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads)
 {
-    return am_run_blocks(lv, x, NULL, codes, 64, portable_scratch(lv->C, lv->M), portable_block,
-                         nthreads);
+    return am_run_blocks(lv, x, NULL, codes, NULL, 64, portable_scratch(lv->C, lv->M),
+                         portable_block, nthreads);
 }
 
-static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out, int nthreads)
+static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out, uint8_t *flags,
+                     int nthreads)
 {
-    return am_run_blocks(lv, x, out, NULL, 64, portable_scratch(lv->C, lv->M), portable_block,
-                         nthreads);
+    if (flags && am_flags_prepass(x) &&
+        am_run_blocks(lv, x, NULL, NULL, flags, am_flags_rows(x->rows, nthreads), 64,
+                      am_flags_block_generic,
+                      nthreads))
+        return -1;
+    return am_run_blocks(lv, x, out, NULL, flags, 64, portable_scratch(lv->C, lv->M),
+                         portable_block, nthreads);
 }
+#endif
+
+#ifndef AM_PF_ROWS
+#define AM_PF_ROWS 16
+#endif
+#ifndef AM_PF_HINT
+#define AM_PF_HINT _MM_HINT_T1
+#endif
+#ifndef AM_PF_STEP
+#define AM_PF_STEP 64
 #endif
 
 /* How a block's split columns are read. */
@@ -126,24 +168,74 @@ static int am_load_mode(const am_matrix *x, int rows_per_vector)
 /* Packed tables: [Mp4][G][64] bytes, entry k*16 + r = luts[4g + k, bitrev4(r), m]: the
  * encoder produces reversed codes r (decision of level l in bit l), which saves the
  * doubling of the node index on the encoder's critical path. */
-static size_t v_packed_bytes(int C, int M)
+/* Then, for the sums along M (am_row_path), row tables [Cp4 * 16][Mp32] bytes: row
+ * 16 c + r = luts[c, bitrev4(r), :], zero padded, so that the code byte of the encoder,
+ * r | 16 (c % 4), at group c / 4 selects row 64 (c / 4) + byte. */
+static size_t v_row_tables_offset(int C, int M)
 {
     return am_tables_offset(C, M) + am_mpad(M, 4) * am_mpad(C, 4) * 16;
+}
+
+/* Sums along M (rows of the tables) for AM_ROW_MIN_M <= M <= AM_ROW_MAX_M; otherwise
+ * 4 output columns x 16 rows per vpermb / vpdpbusd step and a transpose. Measured on
+ * Zen 4 (docs/performance-kernels.md): the row path wins at M ~ 64-256, loses at M <= 32
+ * (padding to 32 outputs, per-row overhead) and at M >= 512 (table rows leave L1/L2). */
+#ifndef AM_ROW_MIN_M
+#define AM_ROW_MIN_M 48
+#endif
+#ifndef AM_ROW_MAX_M
+#define AM_ROW_MAX_M 256
+#endif
+AM_INLINE int v_row_path(int M) { return M >= AM_ROW_MIN_M && M <= AM_ROW_MAX_M; }
+
+#ifndef AM_ROW_U16
+#define AM_ROW_U16 0 /* 1: row tables widened to u16 (one vpaddw with a memory operand per 32 sums);
+                      * measured no faster than u8 + vpmovzxbw on Zen 4, at twice the memory */
+#endif
+#define AM_ROW_ITEM (AM_ROW_U16 ? 2 : 1)
+
+static size_t v_row_tables_bytes(int C, int M)
+{
+    return v_row_path(M) ? am_mpad(C, 4) * 16 * am_mpad(M, 32) * AM_ROW_ITEM : 0;
+}
+
+static size_t v_packed_bytes(int C, int M)
+{
+    return v_row_tables_offset(C, M) + v_row_tables_bytes(C, M);
 }
 
 static void v_pack(const am_level_view *lv, uint8_t *dst)
 {
     int C = lv->C, M = lv->M, G = (C + 3) / 4;
+    size_t Mp = am_mpad(M, 32);
     am_pack_common(lv, dst);
     uint8_t *t = dst + am_tables_offset(C, M);
+    uint8_t *rt = dst + v_row_tables_offset(C, M);
     memset(t, 0, am_mpad(M, 4) * am_mpad(C, 4) * 16);
+    int rows = v_row_path(M);
+    memset(rt, 0, v_row_tables_bytes(C, M));
     for (int c = 0; c < C; c++)
         for (int k = 0; k < 16; k++) {
             const uint8_t *src = lv->luts + ((size_t)c * 16 + k) * M;
             for (int m = 0; m < M; m++)
                 t[((size_t)m * G + c / 4) * 64 + (c % 4) * 16 + am_bitrev(k, 4)] = src[m];
+            for (int m = 0; rows && m < M; m++) {
+                size_t at = ((size_t)c * 16 + am_bitrev(k, 4)) * Mp + m;
+                if (AM_ROW_U16)
+                    ((uint16_t *)rt)[at] = src[m];
+                else
+                    rt[at] = src[m];
+            }
         }
 }
+
+/* Outputs per pass of the sums along M: 8 accumulators of 32 u16 (exact for C <= 256). */
+#define AM_ROW_MT 256
+/* Outputs of at least this many bytes are written with non-temporal stores (they do not
+ * fit in the caches anyway). */
+#ifndef AM_STREAM_MIN_BYTES
+#define AM_STREAM_MIN_BYTES (16.0 * 1024 * 1024)
+#endif
 
 /* Reversed codes of up to 16 rows for KN codebooks c0 .. c0 + KN - 1 (float32 input),
  * in lockstep so that the KN dependency chains overlap; returned OR-ed into byte k of
@@ -211,12 +303,202 @@ AM_INLINE __m512i enc16_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, int mode
         _mm512_inserti64x4(_mm512_castsi256_si512(half[0]), half[1], 1), rev);
 }
 
+/* ---- Row flags, AVX-512. fma(v, 0, a) is NaN when v is NaN or +-inf and a otherwise
+ * (a = 0 stays 0): one instruction per vector accumulates "some value is not finite". */
+
+/* 1 when the contiguous values row[0 .. D) contain a NaN or an infinity. */
+AM_INLINE int row_nonfinite512(const char *row, ptrdiff_t D, int is_f64)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const __m512 z = a0;
+    /* Loads aligned to 64 bytes (NumPy rows often are not): a masked head first, so that
+     * no load straddles two cache lines. */
+    uintptr_t mis = (uintptr_t)row & 63;
+    const float *p = (const float *)row;
+    if (is_f64) {
+        __m512d b0 = _mm512_setzero_pd(), b1 = b0, b2 = b0, b3 = b0;
+        const __m512d zd = b0;
+        const double *q = (const double *)row;
+        if (mis && (mis & 7) == 0) {
+            ptrdiff_t h = (ptrdiff_t)(64 - mis) / 8;
+            if (h > D)
+                h = D;
+            b3 = _mm512_fmadd_pd(_mm512_maskz_loadu_pd((__mmask8)((1u << h) - 1), q), zd, b3);
+            q += h;
+            D -= h;
+        }
+        ptrdiff_t d = 0;
+        for (; d + 32 <= D; d += 32) {
+            b0 = _mm512_fmadd_pd(_mm512_loadu_pd(q + d), zd, b0);
+            b1 = _mm512_fmadd_pd(_mm512_loadu_pd(q + d + 8), zd, b1);
+            b2 = _mm512_fmadd_pd(_mm512_loadu_pd(q + d + 16), zd, b2);
+            b3 = _mm512_fmadd_pd(_mm512_loadu_pd(q + d + 24), zd, b3);
+        }
+        for (; d + 8 <= D; d += 8)
+            b0 = _mm512_fmadd_pd(_mm512_loadu_pd(q + d), zd, b0);
+        if (d < D)
+            b1 = _mm512_fmadd_pd(_mm512_maskz_loadu_pd((__mmask8)((1u << (D - d)) - 1), q + d),
+                                 zd, b1);
+        b0 = _mm512_add_pd(_mm512_add_pd(b0, b1), _mm512_add_pd(b2, b3));
+        (void)p; (void)z;
+        return _mm512_cmp_pd_mask(b0, b0, _CMP_UNORD_Q) != 0;
+    }
+    if (mis && (mis & 3) == 0) {
+        ptrdiff_t h = (ptrdiff_t)(64 - mis) / 4;
+        if (h > D)
+            h = D;
+        a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << h) - 1), p), z, a3);
+        p += h;
+        D -= h;
+    }
+    ptrdiff_t d = 0;
+    for (; d + 64 <= D; d += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p + d), z, a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p + d + 16), z, a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(p + d + 32), z, a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(p + d + 48), z, a3);
+    }
+    for (; d + 16 <= D; d += 16)
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p + d), z, a0);
+    if (d < D)
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (D - d)) - 1), p + d), z, a1);
+    a0 = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+    return _mm512_cmp_ps_mask(a0, a0, _CMP_UNORD_Q) != 0;
+}
+
+/* Flag bytes of `nv` (<= 16) rows from the masks of not-finite and out-of-range rows. */
+AM_INLINE void store_flags16(uint8_t *dst, int nv, __mmask16 nf, __mmask16 oor)
+{
+    __m128i b = _mm_maskz_mov_epi8((__mmask16)(oor & ~nf), _mm_set1_epi8(2));
+    b = _mm_mask_mov_epi8(b, nf, _mm_set1_epi8(1));
+    _mm_mask_storeu_epi8(dst, (__mmask16)((1u << nv) - 1), b);
+}
+
+/* Out-of-range mask of 16 rows whose distinct split columns j are at col(j) + lane * item
+ * (lanes >= nv read as 0 through the mask and are ignored by the caller). */
+AM_INLINE __mmask16 outside16(const am_level_view *lv, const char *base, ptrdiff_t jstride,
+                              const int32_t *list, int is_f64, __mmask16 vm)
+{
+    const int32_t *cols = am_cols(lv);
+    int u = cols[0];
+    __mmask16 bad = 0;
+    if (!is_f64) {
+        const float *lo = am_lo32(lv), *hi = am_hi32(lv);
+        for (int j = 0; j < u; j++) {
+            const char *col = base + (list ? (ptrdiff_t)list[j] : (ptrdiff_t)j) * jstride;
+            __m512 v = _mm512_maskz_loadu_ps(vm, col);
+            bad |= _mm512_cmp_ps_mask(v, _mm512_set1_ps(lo[j]), _CMP_LT_OQ) |
+                   _mm512_cmp_ps_mask(v, _mm512_set1_ps(hi[j]), _CMP_GT_OQ);
+        }
+        return bad & vm;
+    }
+    const double *lo = am_lo64(lv), *hi = am_hi64(lv);
+    for (int j = 0; j < u; j++) {
+        const char *col = base + (list ? (ptrdiff_t)list[j] : (ptrdiff_t)j) * jstride;
+        __m512d v0 = _mm512_maskz_loadu_pd((__mmask8)vm, col);
+        __m512d v1 = _mm512_maskz_loadu_pd((__mmask8)(vm >> 8), col + 64);
+        __m512d l = _mm512_set1_pd(lo[j]), h = _mm512_set1_pd(hi[j]);
+        __mmask8 b0 = _mm512_cmp_pd_mask(v0, l, _CMP_LT_OQ) | _mm512_cmp_pd_mask(v0, h, _CMP_GT_OQ);
+        __mmask8 b1 = _mm512_cmp_pd_mask(v1, l, _CMP_LT_OQ) | _mm512_cmp_pd_mask(v1, h, _CMP_GT_OQ);
+        bad |= (__mmask16)(b0 | ((unsigned)b1 << 8));
+    }
+    return bad & vm;
+}
+
+/* Bit r of the result: value r of p[0 .. n) (n <= 16 float32 or 8 float64) is NaN / inf. */
+AM_INLINE __mmask16 nonfinite_vec(const char *p, int n, int is_f64)
+{
+    if (!is_f64) {
+        __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+        v = _mm512_mul_ps(v, _mm512_setzero_ps());
+        return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+    __m512d v = _mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1), p);
+    v = _mm512_mul_pd(v, _mm512_setzero_pd());
+    return _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
+}
+
+/* F-order flags pre-pass task: rows [r0, r0 + nrows) adjacent in memory. Each column is
+ * read as one contiguous run and folded, across rows, into 4 register accumulators
+ * acc = fma(x, 0, acc) (NaN iff some value is NaN / inf): a pure streaming read. Only a
+ * run that does hold a NaN / inf is read again to find its rows (rare). */
+static int flags512_block(const am_level_view *lv, const am_matrix *x, am_matrix *out,
+                          uint8_t *codes_out, uint8_t *flags, ptrdiff_t r0, ptrdiff_t nrows,
+                          void *scratch)
+{
+    (void)out; (void)codes_out; (void)scratch;
+    ptrdiff_t D = x->cols, cs = x->col_stride, item = x->is_f64 ? 8 : 4;
+    const char *xb = x->data + r0 * item;
+    int ranges = am_has_ranges(lv);
+    const int32_t *list = am_cols(lv) + 1;
+    ptrdiff_t bytes = nrows * item, full = bytes / 256 * 256;
+    int per = x->is_f64 ? 8 : 16;
+    memset(flags, 0, (size_t)nrows);
+    for (ptrdiff_t d = 0; d < D; d++) {
+        const char *col = xb + d * cs;
+        int bad;
+        if (!x->is_f64) {
+            const __m512 z = _mm512_setzero_ps();
+            __m512 a0 = z, a1 = z, a2 = z, a3 = z;
+            for (ptrdiff_t o = 0; o < full; o += 256) {
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(col + o), z, a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(col + o + 64), z, a1);
+                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(col + o + 128), z, a2);
+                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(col + o + 192), z, a3);
+            }
+            for (ptrdiff_t o = full; o < bytes; o += 64) {
+                ptrdiff_t n = (bytes - o) / 4;
+                a0 = _mm512_fmadd_ps(
+                    _mm512_maskz_loadu_ps(n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1),
+                                          col + o), z, a0);
+            }
+            a0 = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+            bad = _mm512_cmp_ps_mask(a0, a0, _CMP_UNORD_Q) != 0;
+        } else {
+            const __m512d z = _mm512_setzero_pd();
+            __m512d a0 = z, a1 = z, a2 = z, a3 = z;
+            for (ptrdiff_t o = 0; o < full; o += 256) {
+                a0 = _mm512_fmadd_pd(_mm512_loadu_pd(col + o), z, a0);
+                a1 = _mm512_fmadd_pd(_mm512_loadu_pd(col + o + 64), z, a1);
+                a2 = _mm512_fmadd_pd(_mm512_loadu_pd(col + o + 128), z, a2);
+                a3 = _mm512_fmadd_pd(_mm512_loadu_pd(col + o + 192), z, a3);
+            }
+            for (ptrdiff_t o = full; o < bytes; o += 64) {
+                ptrdiff_t n = (bytes - o) / 8;
+                a0 = _mm512_fmadd_pd(
+                    _mm512_maskz_loadu_pd(n >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << n) - 1),
+                                          col + o), z, a0);
+            }
+            a0 = _mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3));
+            bad = _mm512_cmp_pd_mask(a0, a0, _CMP_UNORD_Q) != 0;
+        }
+        if (!bad)
+            continue;
+        for (ptrdiff_t q = 0; q < nrows; q += per) {
+            int n = nrows - q >= per ? per : (int)(nrows - q);
+            __mmask16 m = nonfinite_vec(col + q * item, n, x->is_f64);
+            __m128i b = _mm_maskz_mov_epi8(m, _mm_set1_epi8(1));
+            __m128i old = _mm_maskz_loadu_epi8((__mmask16)((1u << n) - 1), flags + q);
+            _mm_mask_storeu_epi8(flags + q, (__mmask16)((1u << n) - 1), _mm_or_si128(old, b));
+        }
+    }
+    for (ptrdiff_t q = 0; q < nrows; q += 16) {
+        int nv = nrows - q >= 16 ? 16 : (int)(nrows - q);
+        __mmask16 vm = (__mmask16)((1u << nv) - 1);
+        __mmask16 nf = _mm_mask_test_epi8_mask(vm, _mm_maskz_loadu_epi8(vm, flags + q),
+                                               _mm_set1_epi8(1));
+        __mmask16 oor = ranges ? outside16(lv, xb + q * item, cs, list, x->is_f64, vm) : 0;
+        store_flags16(flags + q, nv, nf, oor);
+    }
+    return 0;
+}
+
 /* Encode rows [r0, r0 + nrows) into codes[(g * nsub + s) * 64 + r * 4 + k] =
  * rev(code(row 16 s + r, codebook 4 g + k)) | 16 k. F-order rows (adjacent in memory)
  * are read in place with contiguous loads; otherwise the split columns of each 16 rows
  * are first copied, in address order, into a small column-major buffer `tmp`. */
 static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
-                         ptrdiff_t nrows, uint8_t *codes, char *tmp)
+                         ptrdiff_t nrows, uint8_t *codes, char *tmp, uint8_t *flags)
 {
     int C = lv->C, G = (C + 3) / 4;
     int nsub = (int)((nrows + 15) / 16);
@@ -229,13 +511,44 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
     const double *thr64 = am_thr64(lv);
     const float *thr32r = am_thr32r(lv);
     const __m512i zero = _mm512_setzero_si512();
+    int ranges = am_has_ranges(lv);
     for (int s = 0; s < nsub; s++) {
         ptrdiff_t left = nrows - 16 * s;
         int nv = left >= 16 ? 16 : (int)left;
         __mmask16 vm = (__mmask16)((1u << nv) - 1);
         const char *src = xb + 16 * s * rs;
         if (!contig) {
-            am_extract(lv, src, rs, cs, x->is_f64, nv, tmp, 16);
+            /* Row by row: prefetch the row AM_PF_ROWS ahead (towards L2), scan this row for
+             * NaN / inf (flags only) and copy its split columns while it is in L1. */
+            __mmask16 nf = 0;
+            const int32_t *cols = am_cols(lv);
+            int u = cols[0];
+            const int32_t *list = cols + 1;
+            for (int r = 0; r < nv; r++) {
+                const char *row = src + r * rs;
+#ifndef AM_NO_PREFETCH
+                if (cs == item) {
+                    const char *ahead = row + AM_PF_ROWS * rs;
+                    for (ptrdiff_t o = 0; o < x->cols * item; o += AM_PF_STEP)
+                        _mm_prefetch(ahead + o, AM_PF_HINT);
+                }
+#endif
+                if (flags) {
+                    int bad = cs == item ? row_nonfinite512(row, x->cols, x->is_f64)
+                                         : am_row_nonfinite(row, x->cols, cs, x->is_f64);
+                    nf |= (__mmask16)(bad << r);
+                }
+                if (x->is_f64)
+                    for (int j = 0; j < u; j++)
+                        ((double *)tmp)[j * 16 + r] = am_ld64(row + list[j] * cs);
+                else
+                    for (int j = 0; j < u; j++)
+                        ((float *)tmp)[j * 16 + r] = am_ld32(row + list[j] * cs);
+            }
+            if (flags) {
+                __mmask16 oor = ranges ? outside16(lv, tmp, 16 * item, NULL, x->is_f64, vm) : 0;
+                store_flags16(flags + 16 * s, nv, nf, oor);
+            }
             src = tmp;
         }
         for (int g = 0; g < G; g++) {
@@ -375,15 +688,160 @@ AM_INLINE void emit512(const am_level_view *lv, const __m512i a[4], am_matrix *o
         am_copy_tile(tile, drs, nv, ncols, dst, out->row_stride, out->col_stride, item);
 }
 
+/* acc[i] (32 u16 lanes) = exact sums over codebooks of the table row bytes
+ * T[row(c)][32 i .. 32 i + 31] of row n of the block; T already offset to the tile. */
+AM_INLINE void rowsums512(int NA, const uint8_t *codes, int nsub, int G, ptrdiff_t n,
+                          const uint8_t *T, size_t Mp, __m512i acc[8])
+{
+    for (int i = 0; i < NA; i++)
+        acc[i] = _mm512_setzero_si512();
+    const uint8_t *cb = codes + (size_t)(n >> 4) * 64 + (size_t)(n & 15) * 4;
+    for (int g = 0; g < G; g++) {
+        uint32_t w;
+        memcpy(&w, cb + (size_t)g * nsub * 64, 4);
+        const uint8_t *Tg = T + (size_t)g * 64 * Mp;
+        /* (Mp and T in bytes of the row tables: Mp = padded M * AM_ROW_ITEM) */
+        for (int k = 0; k < 4; k++) {
+            const uint8_t *p = Tg + (size_t)((w >> (8 * k)) & 0xFF) * Mp;
+            for (int i = 0; i < NA; i++)
+                acc[i] = _mm512_add_epi16(
+                    acc[i], AM_ROW_U16 ? _mm512_loadu_si512((const void *)(p + 64 * i))
+                                       : _mm512_cvtepu8_epi16(_mm256_loadu_si256(
+                                             (const __m256i *)(p + 32 * i))));
+        }
+    }
+}
+
+/* Dequantise outputs m0 .. m0 + ncols of one row from the u16 sums and store them at
+ * orow (m0 included), column stride ocs; via `tile` when the columns are not adjacent. */
+AM_INLINE void rowstore512(int NA, const __m512i acc[8], const am_level_view *lv, int m0,
+                           int ncols, char *orow, ptrdiff_t ocs, int out_f64, char *tile)
+{
+    int item = out_f64 ? 8 : 4;
+    int direct = ocs == item;
+    char *dst = direct ? orow : tile;
+#ifdef AM_PROFILE_NO_STORE /* profiling builds only: sums without dequantisation / stores */
+    __m512i t = acc[0];
+    for (int i = 1; i < NA; i++)
+        t = _mm512_xor_si512(t, acc[i]);
+    if (_mm512_reduce_add_epi32(t) == 0x12345)
+        *(volatile char *)dst = 0;
+    return;
+#endif
+    if (!out_f64) {
+        const float *sc = am_scale32(lv) + m0, *of = am_offset32(lv) + m0;
+        for (int i = 0; i < NA; i++)
+            for (int h = 0; h < 2; h++) {
+                int j0 = 32 * i + 16 * h;
+                if (j0 >= ncols)
+                    break;
+                __m256i part = h ? _mm512_extracti64x4_epi64(acc[i], 1) : _mm512_castsi512_si256(acc[i]);
+                __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(part));
+                f = _mm512_add_ps(_mm512_mul_ps(f, _mm512_loadu_ps(sc + j0)), _mm512_loadu_ps(of + j0));
+                if (j0 + 16 <= ncols)
+                    _mm512_storeu_ps((float *)dst + j0, f);
+                else
+                    _mm512_mask_storeu_ps((float *)dst + j0, (__mmask16)((1u << (ncols - j0)) - 1), f);
+            }
+    } else {
+        const double *sc = am_scale64(lv) + m0, *of = am_offset64(lv) + m0;
+        for (int i = 0; i < NA; i++)
+            for (int q = 0; q < 4; q++) {
+                int j0 = 32 * i + 8 * q;
+                if (j0 >= ncols)
+                    break;
+                __m256i part = (q >> 1) ? _mm512_extracti64x4_epi64(acc[i], 1) : _mm512_castsi512_si256(acc[i]);
+                __m128i part8 = (q & 1) ? _mm256_extracti128_si256(part, 1) : _mm256_castsi256_si128(part);
+                __m512d f = _mm512_cvtepi32_pd(_mm256_cvtepu16_epi32(part8));
+                f = _mm512_add_pd(_mm512_mul_pd(f, _mm512_loadu_pd(sc + j0)), _mm512_loadu_pd(of + j0));
+                if (j0 + 8 <= ncols)
+                    _mm512_storeu_pd((double *)dst + j0, f);
+                else
+                    _mm512_mask_storeu_pd((double *)dst + j0, (__mmask8)((1u << (ncols - j0)) - 1), f);
+            }
+    }
+    if (!direct)
+        am_copy_tile(tile, 0, 1, ncols, orow, 0, ocs, item);
+}
+
+/* Sums along M for rows [r0, r0 + nrows) of the block (codes from enc_block512). */
+static void rowpath512(const am_level_view *lv, const uint8_t *codes, int nsub, am_matrix *out,
+                       ptrdiff_t r0, ptrdiff_t nrows, char *tile)
+{
+    int C = lv->C, M = lv->M, G = (C + 3) / 4;
+    size_t Mp = am_mpad(M, 32) * AM_ROW_ITEM;
+    const uint8_t *T = lv->packed + v_row_tables_offset(C, M);
+    int item = out->is_f64 ? 8 : 4;
+    /* Large outputs, one tile, rows adjacent: 16 rows at a time are dequantised into a
+     * staging buffer in L1, then copied with non-temporal 64-byte stores (no read for
+     * ownership of the output lines, which would double the write traffic). */
+    int stream = M <= AM_ROW_MT && out->col_stride == item && out->row_stride == (ptrdiff_t)M * item &&
+                 (double)out->rows * M * item >= AM_STREAM_MIN_BYTES;
+    if (stream) {
+        const uint8_t *Tt = T;
+        int NA = (M + 31) / 32;
+        char *stage = tile + 8 * AM_ROW_MT;
+        for (ptrdiff_t n0 = 0; n0 < nrows; n0 += 16) {
+            int nr = nrows - n0 < 16 ? (int)(nrows - n0) : 16;
+            for (int i = 0; i < nr; i++) {
+                __m512i acc[8];
+                char *orow = stage + (size_t)i * M * item;
+#define AM_ROWCASE(K)                                                                          \
+    case K:                                                                                    \
+        rowsums512(K, codes, nsub, G, n0 + i, Tt, Mp, acc);                                    \
+        rowstore512(K, acc, lv, 0, M, orow, item, out->is_f64, tile);                          \
+        break;
+                switch (NA) {
+                    AM_ROWCASE(1) AM_ROWCASE(2) AM_ROWCASE(3) AM_ROWCASE(4)
+                    AM_ROWCASE(5) AM_ROWCASE(6) AM_ROWCASE(7) AM_ROWCASE(8)
+                }
+#undef AM_ROWCASE
+            }
+            char *dst = out->data + (r0 + n0) * out->row_stride;
+            size_t len = (size_t)nr * M * item;
+            size_t head = (size_t)((64 - ((uintptr_t)dst & 63)) & 63);
+            if (head > len)
+                head = len;
+            memcpy(dst, stage, head);
+            size_t o = head;
+            for (; o + 64 <= len; o += 64)
+                _mm512_stream_si512((void *)(dst + o), _mm512_loadu_si512((const void *)(stage + o)));
+            memcpy(dst + o, stage + o, len - o);
+        }
+        _mm_sfence();
+        return;
+    }
+    for (int m0 = 0; m0 < M; m0 += AM_ROW_MT) {
+        int ncols = M - m0 < AM_ROW_MT ? M - m0 : AM_ROW_MT;
+        int NA = (ncols + 31) / 32;
+        const uint8_t *Tt = T + (size_t)m0 * AM_ROW_ITEM;
+        for (ptrdiff_t n = 0; n < nrows; n++) {
+            __m512i acc[8];
+            char *orow = out->data + (r0 + n) * out->row_stride + (ptrdiff_t)m0 * out->col_stride;
+#define AM_ROWCASE(K)                                                                          \
+    case K:                                                                                    \
+        rowsums512(K, codes, nsub, G, n, Tt, Mp, acc);                                         \
+        rowstore512(K, acc, lv, m0, ncols, orow, out->col_stride, out->is_f64, tile);          \
+        break;
+            switch (NA) {
+                AM_ROWCASE(1) AM_ROWCASE(2) AM_ROWCASE(3) AM_ROWCASE(4)
+                AM_ROWCASE(5) AM_ROWCASE(6) AM_ROWCASE(7) AM_ROWCASE(8)
+            }
+#undef AM_ROWCASE
+        }
+    }
+}
+
 static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *out,
-                        uint8_t *codes_out, ptrdiff_t r0, ptrdiff_t nrows, void *scratch)
+                        uint8_t *codes_out, uint8_t *flags, ptrdiff_t r0, ptrdiff_t nrows,
+                        void *scratch)
 {
     int C = lv->C, G = (C + 3) / 4;
     int nsub = (int)((nrows + 15) / 16);
     uint8_t *codes = (uint8_t *)scratch;                     /* nsub * G * 64 */
-    char *tile = (char *)scratch + (size_t)nsub * G * 64;    /* 16 x 4 doubles */
-    char *tmp = tile + 512;                                  /* 4 C x 16 doubles */
-    enc_block512(lv, x, r0, nrows, codes, tmp);
+    char *tile = (char *)scratch + (size_t)nsub * G * 64;    /* 16 x 4 or 256 doubles */
+    char *tmp = tile + 8 * AM_ROW_MT + 16 * 8 * AM_ROW_MT;   /* 4 C x 16 doubles */
+    enc_block512(lv, x, r0, nrows, codes, tmp, codes_out ? NULL : flags);
     if (codes_out) {
         for (ptrdiff_t i = 0; i < nrows; i++)
             for (int c = 0; c < C; c++)
@@ -391,7 +849,17 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
                     codes[((size_t)(c / 4) * nsub + i / 16) * 64 + (i % 16) * 4 + c % 4] & 15, 4);
         return 0;
     }
-    am_prefetch_rows(lv, x, r0 + nrows, nrows);
+#ifdef AM_PROFILE_ENCODE_ONLY /* profiling builds only: stop after the encoder */
+    return 0;
+#endif
+    if (x->row_stride == (x->is_f64 ? 8 : 4)) /* F-order: the next block's split columns */
+        am_prefetch_rows(lv, x, r0 + nrows, nrows);
+    if (v_row_path(lv->M)) {
+        rowpath512(lv, codes, nsub, out, r0, nrows, tile);
+        if (flags)
+            am_nan_rows(out, r0, nrows, flags);
+        return 0;
+    }
     const uint8_t *tables = am_tables(lv);
     int nmb = (int)(am_mpad(lv->M, 4) / 4);
     for (int mb = 0; mb < nmb; mb++) {
@@ -413,24 +881,34 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
             emit512(lv, acc[0], out, r0 + row, nv, mb, tile);
         }
     }
+    if (flags)
+        am_nan_rows(out, r0, nrows, flags);
     return 0;
 }
 
 static size_t avx512_scratch(int C, ptrdiff_t rows)
 {
-    return (size_t)rows * am_mpad(C, 4) + 512 + 4 * (size_t)C * 16 * 8 + 64;
+    return (size_t)rows * am_mpad(C, 4) + 8 * AM_ROW_MT + 16 * 8 * AM_ROW_MT +
+           4 * (size_t)C * 16 * 8 + 64;
 }
 
 static int v_encode(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads)
 {
-    return am_run_blocks(lv, x, NULL, codes, 64, avx512_scratch(lv->C, 64), avx512_block,
+    return am_run_blocks(lv, x, NULL, codes, NULL, 64, avx512_scratch(lv->C, 64), avx512_block,
                          nthreads);
 }
 
-static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out, int nthreads)
+static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out, uint8_t *flags,
+                     int nthreads)
 {
     ptrdiff_t B = am_block_rows(lv->C, lv->M);
-    return am_run_blocks(lv, x, out, NULL, B, avx512_scratch(lv->C, B), avx512_block, nthreads);
+    if (flags && am_flags_prepass(x) &&
+        am_run_blocks(lv, x, NULL, NULL, flags, am_flags_rows(x->rows, nthreads), 64,
+                      flags512_block,
+                      nthreads))
+        return -1;
+    return am_run_blocks(lv, x, out, NULL, flags, B, avx512_scratch(lv->C, B), avx512_block,
+                         nthreads);
 }
 #endif /* AM_ISA == 2 */
 
@@ -623,7 +1101,8 @@ AM_INLINE void store256_rows8(const __m256i g[4], int out_f64, const float *s32,
 }
 
 static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *out,
-                      uint8_t *codes_out, ptrdiff_t r0, ptrdiff_t nrows, void *scratch)
+                      uint8_t *codes_out, uint8_t *flags, ptrdiff_t r0, ptrdiff_t nrows,
+                      void *scratch)
 {
     int C = lv->C, M = lv->M;
     int nsub = (int)((nrows + 31) / 32);
@@ -676,6 +1155,11 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
             }
         }
     }
+    if (flags) {
+        if (!am_flags_prepass(x))
+            am_flags_generic(lv, x, r0, nrows, flags);
+        am_nan_rows(out, r0, nrows, flags);
+    }
     return 0;
 }
 
@@ -683,13 +1167,20 @@ static size_t avx2_scratch(int C, ptrdiff_t rows) { return (size_t)rows * C + 25
 
 static int v_encode(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads)
 {
-    return am_run_blocks(lv, x, NULL, codes, 64, avx2_scratch(lv->C, 64), avx2_block, nthreads);
+    return am_run_blocks(lv, x, NULL, codes, NULL, 64, avx2_scratch(lv->C, 64), avx2_block,
+                         nthreads);
 }
 
-static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out, int nthreads)
+static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out, uint8_t *flags,
+                     int nthreads)
 {
     ptrdiff_t B = am_block_rows(lv->C, lv->M);
-    return am_run_blocks(lv, x, out, NULL, B, avx2_scratch(lv->C, B), avx2_block, nthreads);
+    if (flags && am_flags_prepass(x) &&
+        am_run_blocks(lv, x, NULL, NULL, flags, am_flags_rows(x->rows, nthreads), 64,
+                      am_flags_block_generic,
+                      nthreads))
+        return -1;
+    return am_run_blocks(lv, x, out, NULL, flags, B, avx2_scratch(lv->C, B), avx2_block, nthreads);
 }
 #endif /* AM_ISA == 1 */
 

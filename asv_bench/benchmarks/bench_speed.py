@@ -43,6 +43,8 @@ def _setup(config, order="C"):
         rng.integers(0, 256, size=(C, 16, M), dtype=np.uint8),
         rng.uniform(1e-3, 1e-1, M),
         rng.standard_normal(M),
+        split_low=np.full((C, 4), -4.0, np.float32),
+        split_high=np.full((C, 4), 4.0, np.float32),
     )
     W = am.ApproxMatrix(weights)._with_levels([level])
     out = np.empty((N, M), np.float32)
@@ -82,11 +84,37 @@ class KernelColumnMajor:
     def setup(self, config, threads):
         x, _, _, level, self.out = _setup(config, order="F")
         self.x = x
+        self.flags = np.empty(x.shape[0], np.uint8)
         packed = _dispatch.packed_level(level)
         self.args = (level.split_dims, level.thresholds, level.luts, level.scale,
                      level.offset, packed)
 
     def time_kernel(self, config, threads):
+        _kernels.product(self.x, *self.args, self.out, threads)
+
+    def time_kernel_flags(self, config, threads):
+        """With the row flags (a full finiteness pass over x, column by column)."""
+        _kernels.product(self.x, *self.args, self.out, threads, None, self.flags)
+
+
+class KernelRowMajor:
+    """The kernel alone on row-major float32 x, with the fused row flags
+    (``_dispatch.approx_product``) and without them (``flags=None``)."""
+
+    params = (CONFIGS[:5], [1, 2])
+    param_names = ["config", "threads"]
+    timeout = 300
+
+    def setup(self, config, threads):
+        self.x, _, _, self.level, self.out = _setup(config)
+        packed = _dispatch.packed_level(self.level)
+        self.args = (self.level.split_dims, self.level.thresholds, self.level.luts,
+                     self.level.scale, self.level.offset, packed)
+
+    def time_product_flags(self, config, threads):
+        _dispatch.approx_product(self.x, self.level, self.out, threads)
+
+    def time_product_noflags(self, config, threads):
         _kernels.product(self.x, *self.args, self.out, threads)
 
 
