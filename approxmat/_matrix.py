@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from . import _budget, _dispatch, _reference
+from . import _budget, _dispatch
 from ._build_info import version as _version
 from ._config import get_config
 
@@ -440,12 +440,8 @@ class ApproxMatrix(NDArrayOperatorsMixin):
             y2d = out if out.ndim == 2 else out.reshape(-1, M)
         else:
             y2d = np.empty((x2d.shape[0], M), dtype=compute)
+        # The kernels write NaN rows for rows of x with NaN/inf (like NumPy) and flag them.
         flags = _dispatch.approx_product(x2d, level, y2d, config.threads)
-        if flags is None:  # a kernel without fused row flags: the NumPy oracle's
-            nonfinite, out_of_range = _reference.row_flags(x2d, level)
-            flags = nonfinite.view(np.uint8) | (out_of_range.view(np.uint8) << 1)
-            if nonfinite.any():
-                y2d[nonfinite] = np.nan  # like NumPy: NaN/inf in a row poisons that row only
         if self._check_budget(x2d, y2d, level, config, flags):
             return _exact_call(x, weights, kwargs, out, name)
         if direct:
