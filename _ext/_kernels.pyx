@@ -239,7 +239,9 @@ def encode(x, split_dims, thresholds, luts, scale, offset, packed, int nthreads=
 
 def product(x, split_dims, thresholds, luts, scale, offset, packed, out, int nthreads=1,
             str variant=None, flags=None):
-    """Write the approximate product of rows ``x`` into ``out`` (N, M); returns ``out``.
+    """Write the approximate product of rows ``x`` into ``out`` (N, M).
+
+    Returns the number of rows with a nonzero flag (0 when ``flags`` is None).
 
     ``x``: float32/float64 (N, D), any strides. ``out``: float32/float64 (N, M), any
     strides, writeable, not overlapping ``x``. The GIL is released while computing.
@@ -270,12 +272,16 @@ def product(x, split_dims, thresholds, luts, scale, offset, packed, out, int nth
             raise ValueError("flags is read-only")
         fl = <uint8_t *>cnp.PyArray_DATA(flags)
     cdef int status = 0
+    cdef Py_ssize_t i, flagged = 0
     if xm.rows > 0:
         with nogil:
             status = table.product(&lv, &xm, &om, fl, nthreads)
+            if status == 0 and fl != NULL:
+                for i in range(xm.rows):
+                    flagged += fl[i] != 0
     if status != 0:
         raise MemoryError("approxmat kernel could not allocate its scratch memory")
-    return out
+    return flagged
 
 
 def openmp_enabled():

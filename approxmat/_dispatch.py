@@ -95,8 +95,9 @@ def approx_product(x2d, level, out2d, threads=None):
 
     Returns
     -------
-    flags : ndarray of uint8, shape (N,)
-        Bit 0 (``FLAG_NONFINITE``): the row of ``x2d`` has a NaN or +-inf in some
+    flags : ndarray of uint8, shape (N,), or None
+        None when no row is flagged (the common case, checked without a NumPy call).
+        Otherwise bit 0 (``FLAG_NONFINITE``): the row of ``x2d`` has a NaN or +-inf in some
         column; its output row is all NaN. Bit 1 (``FLAG_OUT_OF_RANGE``): the row is
         finite and some split column lies outside the level's calibration range
         (never set when the level has no ranges). Equal to
@@ -106,18 +107,16 @@ def approx_product(x2d, level, out2d, threads=None):
     flags = np.empty(x2d.shape[0], dtype=np.uint8)
     if x2d.dtype in _KERNEL_DTYPES and out2d.dtype in _KERNEL_DTYPES:
         variant = _DEFAULT_VARIANT
-        _kernels.product(
-            x2d, level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
-            packed_level(level, variant), out2d, nthreads, variant, flags,
-        )
-        return flags
+        flagged = _kernels.product(x2d, *kernel_arguments(level, variant), out2d, nthreads,
+                                   variant, flags)
+        return flags if flagged else None
     # No kernel for this dtype combination: the (single-threaded) NumPy reference.
     out2d[...] = _reference.approx_matmul(x2d, level, out2d.dtype)
     nonfinite, out_of_range = _reference.row_flags(x2d, level)
     out2d[nonfinite] = np.nan
     flags[...] = nonfinite
     flags |= out_of_range.astype(np.uint8) << 1
-    return flags
+    return flags if flags.any() else None
 
 
 #: Row flag bits returned by :func:`approx_product`.
@@ -127,6 +126,12 @@ FLAG_OUT_OF_RANGE = 2
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: The kernel variant chosen at import (``APPROXMAT_FORCE_ISA`` may lower it).
 _DEFAULT_VARIANT = _kernels.selected_variant()
+
+
+def kernel_arguments(level, variant=None):
+    """The level's arguments of :func:`approxmat._kernels.product`, packed once."""
+    return (level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
+            packed_level(level, variant))
 
 
 def packed_level(level, variant=None):

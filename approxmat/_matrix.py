@@ -17,12 +17,14 @@ write into it (``W += 1``, ``W[0] = 1``, ``np.add(a, b, out=W)``) raise ``TypeEr
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import warnings
 
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from . import _budget, _dispatch
+from . import _budget, _dispatch, _kernels
 from ._build_info import version as _version
 from ._config import get_config
 
@@ -146,13 +148,14 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     np.float64(21.0)
     """
 
-    __slots__ = ("_weights", "_levels", "_warned", "_choice", "__weakref__")
+    __slots__ = ("_weights", "_levels", "_warned", "_choice", "_fast", "__weakref__")
 
     def __init__(self, weights):
         self._weights = _validate_weights(weights)
         self._levels = ()
         self._warned = set()  # one-time warnings already given by this matrix
         self._choice = {}  # tolerance -> (levels, level chosen for it)
+        self._fast = {}  # (tolerance, x dtype) -> cached arguments of _fast_call
 
     # ------------------------------------------------------------------ the array
     @property
@@ -234,6 +237,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         self._levels = tuple(state["levels"])
         self._warned = set()
         self._choice = {}
+        self._fast = {}
 
     def __repr__(self):
         head = f"ApproxMatrix(shape={self.shape}, dtype={self.dtype}"
@@ -248,6 +252,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         new._levels = tuple(levels)
         new._warned = set()
         new._choice = {}
+        new._fast = {}
         return new
 
     # ------------------------------------------------------------------ fitting
@@ -318,7 +323,12 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if ufunc is _MATMUL and not kwargs and len(inputs) == 2 and inputs[1] is self:
             if method == "__call__" and inputs[0] is not self:  # the common `x @ W`
-                return self._rmatmul(inputs[0], kwargs, name="matmul")
+                x = inputs[0]
+                if type(x) is np.ndarray and x.ndim == 2 and self._levels:
+                    y = self._fast_call(x)
+                    if y is not None:
+                        return y
+                return self._rmatmul(x, kwargs, name="matmul")
         out = kwargs.get("out", ())
         if _contains_self(out, self):
             raise _read_only_error(f"{ufunc.__name__} with out=W")
@@ -350,6 +360,42 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     def __rmatmul__(self, other):
         # Reached for left operands NumPy does not handle itself, e.g. lists.
         return self._rmatmul(other, {}, name="matmul")
+
+    def _fast_call(self, x):
+        """``x @ W`` for a 2-D float ndarray without verification, or None.
+
+        The same product as the general path (:meth:`_rmatmul`), specialised so
+        that small calls cost little more than NumPy's: the level, result dtype
+        and packed kernel arguments are cached per fit, tolerance and dtype.
+        Returns None whenever the general path must decide.
+        """
+        config = _current_config()
+        if config.verify is not None:
+            return None
+        levels = self._levels
+        key = (config.tolerance, x.dtype)
+        entry = self._fast.get(key)
+        if entry is None or entry[0] is not levels:
+            level, _ = self._level_for_call(x, None, config)
+            result = _result_dtype(x.dtype, self._weights.dtype)
+            if level is None or x.dtype not in _KERNEL_DTYPES or result not in _KERNEL_DTYPES:
+                return None
+            entry = (levels, level, result, _dispatch.kernel_arguments(level))
+            self._fast[key] = entry
+        _, level, result, arguments = entry
+        nrows, width = x.shape
+        if width != self._weights.shape[0]:
+            return None  # the general path raises NumPy's error
+        out = np.empty((nrows, self._weights.shape[1]), dtype=result)
+        flags = np.empty(nrows, dtype=np.uint8)
+        threads = config.threads or _dispatch._CORES
+        limit = _max_threads()
+        if _kernels_product(x, *arguments, out, threads if threads < limit else limit,
+                            _dispatch._DEFAULT_VARIANT, flags):
+            self._check_budget(x, out, level, config, flags)  # drift and NaN accounting
+        else:
+            _budget.record(level.ncodebooks, nrows, 0, nan, nan, False, 0, 0)
+        return out
 
     def _rmatmul(self, x, kwargs, *, name):
         """``x @ W``: approximate when fitted and within budget, else exact."""
@@ -456,11 +502,12 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         """Drift accounting, verification on sampled rows, and the call's report.
 
         ``flags`` has bit 0 set for rows with NaN/inf and bit 1 for rows out of the
-        calibrated range. Returns True when the exact product must be returned.
+        calibrated range (None: no row flagged). Returns True when the exact product
+        must be returned.
         """
         nrows = x2d.shape[0]
         n_nonfinite = n_outside = 0
-        if nrows and flags.any():
+        if flags is not None:
             n_nonfinite = int(np.count_nonzero(flags & 1))
             n_outside = int(np.count_nonzero(flags & 2))
             fraction = config.drift_fraction
@@ -509,7 +556,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         if config.on_violation == "raise":
             raise _budget.ApproxAccuracyError(message)
         if config.on_violation == "warn":
-            warnings.warn(message, _budget.ApproxMatrixWarning, stacklevel=5)
+            warnings.warn(message, _budget.ApproxMatrixWarning, stacklevel=_user_stacklevel())
         else:
             self._warn_once(
                 "violation",
@@ -524,7 +571,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         if key in self._warned:
             return
         self._warned.add(key)
-        warnings.warn(warning, stacklevel=6)  # the user's line: @ -> ufunc -> here
+        warnings.warn(warning, stacklevel=_user_stacklevel())
 
 
 #: Calibrated ranges are widened by this fraction of their width on each side, so
@@ -550,6 +597,9 @@ _F64 = np.dtype(np.float64)
 _RESULT_DTYPES = {}
 nan = float("nan")
 _current_config = get_config
+_KERNEL_DTYPES = (_F32, _F64)
+_kernels_product = _kernels.product
+_max_threads = _kernels.max_threads
 
 
 def _result_dtype(x_dtype, w_dtype):
@@ -561,6 +611,20 @@ def _result_dtype(x_dtype, w_dtype):
             return None
         result = _RESULT_DTYPES[key] = np.result_type(x_dtype, w_dtype)
     return result
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` for warnings.warn called here that points at the caller's line.
+
+    The first frame outside approxmat: the depth differs between the product paths.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _rows(x) -> int:
