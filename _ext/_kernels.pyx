@@ -253,12 +253,28 @@ def product(x, split_dims, thresholds, luts, scale, offset, packed, out, int nth
     """
     cdef const am_kernels *table = _table(variant)
     cdef am_level_view lv
-    cdef am_matrix xm, om
     _level_view(&lv, split_dims, thresholds, luts, scale, offset)
     _use_packed(&lv, table, packed)
+    return _run(table, &lv, x, out, nthreads, flags, -1)
+
+
+cdef Py_ssize_t _run(const am_kernels *table, am_level_view *lv, object x, object out,
+                     int nthreads, object flags, Py_ssize_t max_split) except -1:
+    """Validate the call's arrays, run the kernel without the GIL, count flagged rows.
+
+    ``max_split``: the largest split column of the level when already known (then
+    the rows only need to be wider than it), or -1 to check every split column.
+    """
+    cdef am_matrix xm, om
     _matrix(&xm, x, "x", False)
     _matrix(&om, out, "out", True)
-    _check_splits(&lv, xm.cols)
+    if max_split < 0:
+        _check_splits(lv, xm.cols)
+    elif max_split >= xm.cols:
+        raise ValueError(
+            f"split_dims must lie in [0, {xm.cols}) for rows of width {xm.cols}; "
+            f"found {max_split}"
+        )
     if om.rows != xm.rows or om.cols != lv.M:
         raise ValueError(
             f"out must have shape ({xm.rows}, {lv.M}), got ({om.rows}, {om.cols})"
@@ -275,13 +291,44 @@ def product(x, split_dims, thresholds, luts, scale, offset, packed, out, int nth
     cdef Py_ssize_t i, flagged = 0
     if xm.rows > 0:
         with nogil:
-            status = table.product(&lv, &xm, &om, fl, nthreads)
+            status = table.product(lv, &xm, &om, fl, nthreads)
             if status == 0 and fl != NULL:
                 for i in range(xm.rows):
                     flagged += fl[i] != 0
     if status != 0:
         raise MemoryError("approxmat kernel could not allocate its scratch memory")
     return flagged
+
+
+cdef class PreparedLevel:
+    """A level's kernel arguments, validated once, for repeated calls of one variant.
+
+    ``PreparedLevel(split_dims, thresholds, luts, scale, offset, packed, variant)``
+    checks and keeps the arrays (which must stay unchanged: Level freezes them);
+    :meth:`product` then only validates the call's own arrays. Same results as
+    :func:`product`.
+    """
+    cdef am_level_view lv
+    cdef const am_kernels *table
+    cdef object arrays
+    cdef Py_ssize_t max_split
+
+    def __init__(self, split_dims, thresholds, luts, scale, offset, packed, str variant=None):
+        self.table = _table(variant)
+        _level_view(&self.lv, split_dims, thresholds, luts, scale, offset)
+        _use_packed(&self.lv, self.table, packed)
+        self.arrays = (split_dims, thresholds, luts, scale, offset, packed)
+        cdef Py_ssize_t i
+        self.max_split = 0
+        for i in range(4 * self.lv.C):
+            if self.lv.split_dims[i] < 0:
+                raise ValueError(f"split_dims must be >= 0, found {self.lv.split_dims[i]}")
+            if self.lv.split_dims[i] > self.max_split:
+                self.max_split = self.lv.split_dims[i]
+
+    def product(self, x, out, int nthreads, flags=None):
+        """As :func:`product` with this level: returns the number of flagged rows."""
+        return _run(self.table, &self.lv, x, out, nthreads, flags, self.max_split)
 
 
 def openmp_enabled():

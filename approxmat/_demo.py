@@ -349,8 +349,8 @@ def run_demo(
     for row in rows:
         print(
             f"{row['ncodebooks']:>9} {row['table_bytes'] / 1024:>9.1f} {row['val_err']:8.4f} "
-            f"{row['test_err']:8.4f} {row['new_err']:13.4f} {row['time'] * 1e3:8.1f} "
-            f"{t_numpy * 1e3:8.1f} {t_numpy / row['time']:7.2f}",
+            f"{row['test_err']:8.4f} {row['new_err']:13.4f} {row['time'] * 1e3:8.3f} "
+            f"{t_numpy * 1e3:8.3f} {t_numpy / row['time']:7.2f}",
             file=file,
         )
     print(

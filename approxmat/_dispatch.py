@@ -134,6 +134,17 @@ def kernel_arguments(level, variant=None):
             packed_level(level, variant))
 
 
+def prepared_level(level, variant=None):
+    """A :class:`approxmat._kernels.PreparedLevel` of the level, made once and cached."""
+    variant = variant or _DEFAULT_VARIANT
+    key = ("prepared", variant)
+    prepared = level.cache.get(key)
+    if prepared is None:
+        prepared = _kernels.PreparedLevel(*kernel_arguments(level, variant), variant)
+        level.cache[key] = prepared
+    return prepared
+
+
 def packed_level(level, variant=None):
     """The level's tables in the layout of a kernel variant, computed once and cached.
 

@@ -99,6 +99,14 @@ class Level:
             if arr is not None:
                 arr.flags.writeable = False
 
+    def __reduce__(self):
+        # The cache holds kernel handles that are rebuilt on demand: not pickled.
+        return (
+            type(self),
+            (self.split_dims, self.thresholds, self.luts, self.scale, self.offset, self.error,
+             self.split_low, self.split_high),
+        )
+
     @property
     def ncodebooks(self) -> int:
         """Number of codebooks ``C``."""

@@ -321,14 +321,15 @@ class ApproxMatrix(NDArrayOperatorsMixin):
 
     # ------------------------------------------------------------------ products
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if ufunc is _MATMUL and not kwargs and len(inputs) == 2 and inputs[1] is self:
-            if method == "__call__" and inputs[0] is not self:  # the common `x @ W`
-                x = inputs[0]
-                if type(x) is np.ndarray and x.ndim == 2 and self._levels:
-                    y = self._fast_call(x)
-                    if y is not None:
-                        return y
-                return self._rmatmul(x, kwargs, name="matmul")
+        if ufunc is _MATMUL and len(inputs) == 2 and inputs[1] is self and method == "__call__":
+            x = inputs[0]
+            if (  # the common `x @ W` or `np.matmul(x, W, out=buf)`: try the fast path
+                type(x) is np.ndarray and x.ndim == 2 and self._levels
+                and (not kwargs or (len(kwargs) == 1 and "out" in kwargs))
+            ):
+                y = self._fast_call(x, kwargs.get("out"))
+                if y is not None:
+                    return y
         out = kwargs.get("out", ())
         if _contains_self(out, self):
             raise _read_only_error(f"{ufunc.__name__} with out=W")
@@ -361,7 +362,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         # Reached for left operands NumPy does not handle itself, e.g. lists.
         return self._rmatmul(other, {}, name="matmul")
 
-    def _fast_call(self, x):
+    def _fast_call(self, x, out=None):
         """``x @ W`` for a 2-D float ndarray without verification, or None.
 
         The same product as the general path (:meth:`_rmatmul`), specialised so
@@ -380,18 +381,30 @@ class ApproxMatrix(NDArrayOperatorsMixin):
             result = _result_dtype(x.dtype, self._weights.dtype)
             if level is None or x.dtype not in _KERNEL_DTYPES or result not in _KERNEL_DTYPES:
                 return None
-            entry = (levels, level, result, _dispatch.kernel_arguments(level))
+            entry = (levels, level, result, _dispatch.prepared_level(level).product)
             self._fast[key] = entry
-        _, level, result, arguments = entry
+        _, level, result, product = entry
         nrows, width = x.shape
         if width != self._weights.shape[0]:
             return None  # the general path raises NumPy's error
-        out = np.empty((nrows, self._weights.shape[1]), dtype=result)
+        if out is None:
+            out = np.empty((nrows, self._weights.shape[1]), dtype=result)
+        else:  # out=(buf,): only a plain, exact-dtype, C-contiguous, separate buffer
+            buf = out[0] if type(out) is tuple and len(out) == 1 else None
+            if (
+                type(buf) is not np.ndarray
+                or buf.dtype != result
+                or buf.shape != (nrows, self._weights.shape[1])
+                or not buf.flags.c_contiguous
+                or not buf.flags.writeable
+                or np.shares_memory(buf, x)
+            ):
+                return None
+            out = buf
         flags = np.empty(nrows, dtype=np.uint8)
         threads = config.threads or _dispatch._CORES
         limit = _max_threads()
-        if _kernels_product(x, *arguments, out, threads if threads < limit else limit,
-                            _dispatch._DEFAULT_VARIANT, flags):
+        if product(x, out, threads if threads < limit else limit, flags):
             self._check_budget(x, out, level, config, flags)  # drift and NaN accounting
         else:
             _budget.record(level.ncodebooks, nrows, 0, nan, nan, False, 0, 0)
@@ -598,7 +611,6 @@ _RESULT_DTYPES = {}
 nan = float("nan")
 _current_config = get_config
 _KERNEL_DTYPES = (_F32, _F64)
-_kernels_product = _kernels.product
 _max_threads = _kernels.max_threads
 
 

@@ -26,6 +26,10 @@ Columns (milliseconds unless noted):
   bandwidth measured in the same run (``x.max()`` reads, ``out.fill`` writes).
 * ``C/floor``: how close the row-major kernel call is to that floor.
 * ``Glk/s``: table lookups per second (N * C * M / time) of ``F 1t``.
+
+A second table, **latency**, times the plainest calls with the default settings:
+``x @ W`` against NumPy's ``x @ weights`` for N = 1 and 32 (microseconds, median of
+the repetitions, each repetition the mean of 2000 calls).
 """
 
 from __future__ import annotations
@@ -164,7 +168,29 @@ def main(argv=None):
             f"{b['Glk/s']:6.1f} | {b['floor']:7.3f} {b['C 1t'] / b['floor']:7.2f}",
             flush=True,
         )
+    latency(args.reps, rng)
     return 0
+
+
+def latency(reps, rng):
+    """``x @ W`` against ``x @ weights`` for tiny N, default settings, microseconds."""
+    print(f"\nlatency: x @ W against NumPy's x @ weights, float32, default settings; "
+          f"median of {reps} repetitions of 2000 calls; microseconds")
+    print(f"{'N':>4} {'D':>4} {'M':>4} {'C':>3} | {'numpy':>7} {'approxmat':>9} {'diff':>6}")
+    for N, D, M, C in ((1, 512, 10, 16), (1, 512, 100, 16), (32, 512, 100, 16)):
+        x = rng.standard_normal((N, D), dtype=np.float32)
+        weights = rng.standard_normal((D, M)).astype(np.float32)
+        W = am.ApproxMatrix(weights)._with_levels([random_level(D, M, C, rng, x)])
+        calls = {"numpy": lambda: x @ weights, "approxmat": lambda: x @ W}
+        samples = {name: [] for name in calls}
+        for fn in calls.values():
+            fn()
+        for _ in range(reps):
+            for name, fn in calls.items():
+                samples[name].append(timeit(fn, 2000) * 1e6)
+        t = {name: float(np.median(v)) for name, v in samples.items()}
+        print(f"{N:>4} {D:>4} {M:>4} {C:>3} | {t['numpy']:7.2f} {t['approxmat']:9.2f} "
+              f"{t['approxmat'] - t['numpy']:6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -505,3 +505,25 @@ def test_product_counts_flagged_rows():
         assert got == np.count_nonzero(want_flags(x, level))
         assert _kernels.product(x, *args(level, variant), out, nthreads=1,
                                 variant=variant) == 0
+
+
+def test_prepared_level_matches_product():
+    rng = np.random.default_rng(9)
+    N, D, C, M = 37, 11, 5, 6
+    x = random_x(N, D, rng)
+    level = with_ranges(random_level(D, M, C, rng, x), x, rng)
+    for variant in VARIANTS:
+        a = level_args = args(level, variant)
+        prepared = _kernels.PreparedLevel(*level_args, variant)
+        for threads in (1, 2):
+            out1, out2 = np.empty((N, M)), np.empty((N, M))
+            fl1, fl2 = np.empty(N, np.uint8), np.empty(N, np.uint8)
+            n1 = _kernels.product(x, *a, out1, nthreads=threads, variant=variant, flags=fl1)
+            n2 = prepared.product(x, out2, threads, fl2)
+            assert n1 == n2
+            assert_bits_equal(out1, out2)
+            np.testing.assert_array_equal(fl1, fl2)
+        with pytest.raises(ValueError, match="split_dims must lie in"):
+            prepared.product(x[:, :int(level.split_dims.max())], np.empty((N, M)), 1)
+        with pytest.raises(ValueError, match="out must have shape"):
+            prepared.product(x, np.empty((N, M + 1)), 1)
