@@ -33,6 +33,7 @@ def available_cores() -> int:
 
 #: :func:`available_cores` at import (asking the OS costs a microsecond per call).
 _CORES = available_cores()
+_max_threads = _kernels.max_threads
 
 
 def kernel_threads(threads: int | None = None) -> int:
@@ -56,8 +57,9 @@ def kernel_threads(threads: int | None = None) -> int:
     """
     if threads is None:
         threads = get_config().threads
-    wanted = threads if threads is not None else _CORES
-    return max(1, min(wanted, _kernels.max_threads()))
+    wanted = threads if threads is not None else _CORES  # config validates threads >= 1
+    limit = _max_threads()  # >= 1
+    return wanted if wanted < limit else limit
 
 
 def choose_level(levels, tolerance):
@@ -105,10 +107,8 @@ def approx_product(x2d, level, out2d, threads=None):
     """
     nthreads = kernel_threads(threads)
     flags = np.empty(x2d.shape[0], dtype=np.uint8)
-    if x2d.dtype in _KERNEL_DTYPES and out2d.dtype in _KERNEL_DTYPES:
-        variant = _DEFAULT_VARIANT
-        flagged = _kernels.product(x2d, *kernel_arguments(level, variant), out2d, nthreads,
-                                   variant, flags)
+    if x2d.dtype in KERNEL_DTYPES and out2d.dtype in KERNEL_DTYPES:
+        flagged = prepared_level(level).product(x2d, out2d, nthreads, flags)
         return flags if flagged else None
     # No kernel for this dtype combination: the (single-threaded) NumPy reference.
     out2d[...] = _reference.approx_matmul(x2d, level, out2d.dtype)
@@ -123,24 +123,24 @@ def approx_product(x2d, level, out2d, threads=None):
 FLAG_NONFINITE = 1
 FLAG_OUT_OF_RANGE = 2
 #: Input and output dtypes the compiled kernels handle.
-_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: The kernel variant chosen at import (``APPROXMAT_FORCE_ISA`` may lower it).
 _DEFAULT_VARIANT = _kernels.selected_variant()
 
 
-def kernel_arguments(level, variant=None):
-    """The level's arguments of :func:`approxmat._kernels.product`, packed once."""
-    return (level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
-            packed_level(level, variant))
-
-
 def prepared_level(level, variant=None):
-    """A :class:`approxmat._kernels.PreparedLevel` of the level, made once and cached."""
+    """A :class:`approxmat._kernels.PreparedLevel` of the level, made once and cached.
+
+    Its ``product(x, out, nthreads, flags)`` is the one kernel entry of the dispatcher.
+    """
     variant = variant or _DEFAULT_VARIANT
     key = ("prepared", variant)
     prepared = level.cache.get(key)
     if prepared is None:
-        prepared = _kernels.PreparedLevel(*kernel_arguments(level, variant), variant)
+        prepared = _kernels.PreparedLevel(
+            level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
+            packed_level(level, variant), variant,
+        )
         level.cache[key] = prepared
     return prepared
 

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from . import _budget, _dispatch, _kernels
+from . import _budget, _dispatch
 from ._build_info import version as _version
 from ._config import get_config
 
@@ -321,7 +321,11 @@ class ApproxMatrix(NDArrayOperatorsMixin):
 
     # ------------------------------------------------------------------ products
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if ufunc is _MATMUL and len(inputs) == 2 and inputs[1] is self and method == "__call__":
+        right_operand = (  # x @ W, np.matmul(x, W, ...): the product we approximate
+            ufunc is _MATMUL and method == "__call__" and len(inputs) == 2
+            and inputs[1] is self and inputs[0] is not self
+        )
+        if right_operand:
             x = inputs[0]
             if (  # the common `x @ W` or `np.matmul(x, W, out=buf)`: try the fast path
                 type(x) is np.ndarray and x.ndim == 2 and self._levels
@@ -330,16 +334,9 @@ class ApproxMatrix(NDArrayOperatorsMixin):
                 y = self._fast_call(x, kwargs.get("out"))
                 if y is not None:
                     return y
-        out = kwargs.get("out", ())
-        if _contains_self(out, self):
+        if _contains_self(kwargs.get("out", ()), self):
             raise _read_only_error(f"{ufunc.__name__} with out=W")
-        if (
-            ufunc is np.matmul
-            and method == "__call__"
-            and len(inputs) == 2
-            and inputs[1] is self
-            and inputs[0] is not self
-        ):
+        if right_operand:
             return self._rmatmul(inputs[0], kwargs, name="matmul")
         if method == "at" and inputs and inputs[0] is self:
             raise _read_only_error(f"{ufunc.__name__}.at")
@@ -379,7 +376,8 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         if entry is None or entry[0] is not levels:
             level, _ = self._level_for_call(x, None, config)
             result = _result_dtype(x.dtype, self._weights.dtype)
-            if level is None or x.dtype not in _KERNEL_DTYPES or result not in _KERNEL_DTYPES:
+            kernel_dtypes = _dispatch.KERNEL_DTYPES
+            if level is None or x.dtype not in kernel_dtypes or result not in kernel_dtypes:
                 return None
             entry = (levels, level, result, _dispatch.prepared_level(level).product)
             self._fast[key] = entry
@@ -402,9 +400,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
                 return None
             out = buf
         flags = np.empty(nrows, dtype=np.uint8)
-        threads = config.threads or _dispatch._CORES
-        limit = _max_threads()
-        if product(x, out, threads if threads < limit else limit, flags):
+        if product(x, out, _dispatch.kernel_threads(config.threads), flags):
             self._check_budget(x, out, level, config, flags)  # drift and NaN accounting
         else:
             _budget.record(level.ncodebooks, nrows, 0, nan, nan, False, 0, 0)
@@ -486,9 +482,8 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         # Compute in float32 or float64; float16 results are computed in float32.
         compute = _F64 if result_dtype == _F64 else _F32
         x2d = x if x.ndim == 2 else x.reshape(-1, D)
-        if dtype is not None or (x2d.dtype is not _F32 and x2d.dtype is not _F64):
-            if dtype is not None or x2d.dtype != _F32 and x2d.dtype != _F64:
-                x2d = x2d.astype(compute, copy=False)  # NumPy casts inputs to dtype= first
+        if dtype is not None or x2d.dtype not in _dispatch.KERNEL_DTYPES:
+            x2d = x2d.astype(compute, copy=False)  # NumPy casts inputs to dtype= first
         direct = (
             out is not None
             and out.dtype == compute
@@ -610,8 +605,6 @@ _F64 = np.dtype(np.float64)
 _RESULT_DTYPES = {}
 nan = float("nan")
 _current_config = get_config
-_KERNEL_DTYPES = (_F32, _F64)
-_max_threads = _kernels.max_threads
 
 
 def _result_dtype(x_dtype, w_dtype):
