@@ -286,6 +286,34 @@ def test_output_widths(variant, M):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("M,C", [(300, 16), (529, 33), (1100, 36), (1040, 64)])
+def test_wide_outputs_both_tile_orders(variant, M, C):
+    """Wide outputs of the AVX-512 16 x 16 tile path: small tables walk 16 rows across
+    every column, tables beyond AM_TILE_ROWS_FIRST_BYTES (512 KiB: the last two cases)
+    walk one 16-column tile down the block; C not a multiple of 4, N not of 16."""
+    rng = np.random.default_rng(M + C)
+    N, D = 70, 41
+    x = random_x(N, D, rng)
+    fix = ~np.isfinite(x)
+    fix[::5] = False
+    x[fix] = -0.25
+    level = with_ranges(random_level(D, M, C, rng, x), x, rng)
+    assert ((M + 15) // 16 * 16 * ((C + 3) // 4) * 64 > 512 * 1024) == (M >= 1040)
+    for xdt in DTYPES:
+        xx = x.astype(xdt)
+        for name, xv in layouts(xx):
+            for odt in DTYPES:
+                out = np.empty((N, M), odt)
+                flags = product_flags(xv, level, out, 2, variant)
+                np.testing.assert_array_equal(flags, want_flags(xx, level), err_msg=name)
+                assert_bits_equal(out, want_nan_rows(xx, level, odt))
+            big = np.zeros((N, 2 * M), dtype=np.float32)
+            out = big[:, ::2]
+            _kernels.product(xv, *args(level, variant), out, nthreads=1, variant=variant)
+            assert_bits_equal(np.ascontiguousarray(out), _reference.approx_matmul(xx, level, np.float32))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_level_thresholds_not_reused(variant):
     """The reference reused level 0's threshold table at every level; we do not."""
     rng = np.random.default_rng(3)

@@ -14,6 +14,9 @@
  *           64-byte `vpermb` table; a code byte is `code | 16 * (c % 4)`, 4 codebooks of
  *           one row in one 32-bit lane, so `vpdpbusd` with ones sums the 4 looked-up bytes
  *           of each row exactly into 32 bits: 64 lookups per vpermb + vpdpbusd pair.
+ *           A tile of 16 rows x 16 output columns (16 accumulators, one code vector) is
+ *           transposed in registers, then dequantised and stored one 64-byte output row
+ *           at a time; tiles go across the row first when all tables fit in L2.
  *           For 48 <= M <= 256 the avx512 variant instead sums along M: per row and
  *           codebook, the M-byte table row is zero-extended (vpmovzxbw) and added into
  *           u16 accumulators (exact for C <= 256), which gives row-major output with
@@ -165,7 +168,7 @@ static int am_load_mode(const am_matrix *x, int rows_per_vector)
  * ================================================================================= */
 #if AM_ISA == 2
 
-/* Packed tables: [Mp4][G][64] bytes, entry k*16 + r = luts[4g + k, bitrev4(r), m]: the
+/* Packed tables: [Mp16][G][64] bytes, entry k*16 + r = luts[4g + k, bitrev4(r), m]: the
  * encoder produces reversed codes r (decision of level l in bit l), which saves the
  * doubling of the node index on the encoder's critical path. */
 /* Then, for the sums along M (am_row_path), row tables [Cp4 * 16][Mp32] bytes: row
@@ -173,11 +176,11 @@ static int am_load_mode(const am_matrix *x, int rows_per_vector)
  * r | 16 (c % 4), at group c / 4 selects row 64 (c / 4) + byte. */
 static size_t v_row_tables_offset(int C, int M)
 {
-    return am_tables_offset(C, M) + am_mpad(M, 4) * am_mpad(C, 4) * 16;
+    return am_tables_offset(C, M) + am_mpad(M, 16) * am_mpad(C, 4) * 16;
 }
 
 /* Sums along M (rows of the tables) for AM_ROW_MIN_M <= M <= AM_ROW_MAX_M; otherwise
- * 4 output columns x 16 rows per vpermb / vpdpbusd step and a transpose. Measured on
+ * 16 x 16 tiles of vpermb / vpdpbusd sums and a transpose. Measured on
  * Zen 4 (docs/performance-kernels.md): the row path wins at M ~ 64-256, loses at M <= 32
  * (padding to 32 outputs, per-row overhead) and at M >= 512 (table rows leave L1/L2). */
 #ifndef AM_ROW_MIN_M
@@ -211,7 +214,7 @@ static void v_pack(const am_level_view *lv, uint8_t *dst)
     am_pack_common(lv, dst);
     uint8_t *t = dst + am_tables_offset(C, M);
     uint8_t *rt = dst + v_row_tables_offset(C, M);
-    memset(t, 0, am_mpad(M, 4) * am_mpad(C, 4) * 16);
+    memset(t, 0, am_mpad(M, 16) * am_mpad(C, 4) * 16);
     int rows = v_row_path(M);
     memset(rt, 0, v_row_tables_bytes(C, M));
     for (int c = 0; c < C; c++)
@@ -228,6 +231,13 @@ static void v_pack(const am_level_view *lv, uint8_t *dst)
             }
         }
 }
+
+/* The vpermb path walks 16 rows across every output column when its tables (Mp16 x G x
+ * 64 bytes) take at most this many bytes (they then stay in L2), else one 16-column tile
+ * down the whole row block. */
+#ifndef AM_TILE_ROWS_FIRST_BYTES
+#define AM_TILE_ROWS_FIRST_BYTES (512 * 1024)
+#endif
 
 /* Outputs per pass of the sums along M: 8 accumulators of 32 u16 (exact for C <= 256). */
 #define AM_ROW_MT 256
@@ -579,111 +589,101 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
     }
 }
 
-/* acc[r][j] = exact sums over codebooks, rows 16 (s0 + r) + lane, column 4 mb + j. */
-AM_INLINE void sums512(int RV, const uint8_t *codes, int nsub, int s0, const uint8_t *T, int G,
-                       __m512i acc[4][4])
+/* acc[j] = exact sums over codebooks for rows 16 s + lane and column 16 t + j, where
+ * T = tables + 16 t * G * 64 (the 64-byte table of column m, group g, is at
+ * (m * G + g) * 64): one code vector serves 16 columns; tables are memory operands. */
+AM_INLINE void sums512_tile(const uint8_t *codes, int nsub, int s, const uint8_t *T, int G,
+                            __m512i acc[16])
 {
     const __m512i ones = _mm512_set1_epi8(1);
-    for (int r = 0; r < RV; r++)
-        for (int j = 0; j < 4; j++)
-            acc[r][j] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+        acc[j] = _mm512_setzero_si512();
     for (int g = 0; g < G; g++) {
-        __m512i t0 = _mm512_loadu_si512((const void *)(T + ((size_t)0 * G + g) * 64));
-        __m512i t1 = _mm512_loadu_si512((const void *)(T + ((size_t)1 * G + g) * 64));
-        __m512i t2 = _mm512_loadu_si512((const void *)(T + ((size_t)2 * G + g) * 64));
-        __m512i t3 = _mm512_loadu_si512((const void *)(T + ((size_t)3 * G + g) * 64));
-        for (int r = 0; r < RV; r++) {
-            __m512i cv = _mm512_loadu_si512((const void *)(codes + ((size_t)g * nsub + s0 + r) * 64));
-            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], _mm512_permutexvar_epi8(cv, t0), ones);
-            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], _mm512_permutexvar_epi8(cv, t1), ones);
-            acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], _mm512_permutexvar_epi8(cv, t2), ones);
-            acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], _mm512_permutexvar_epi8(cv, t3), ones);
+        __m512i cv = _mm512_loadu_si512((const void *)(codes + ((size_t)g * nsub + s) * 64));
+        const uint8_t *Tg = T + (size_t)g * 64;
+        size_t step = (size_t)G * 64;
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) {
+            acc[j] = _mm512_dpbusd_epi32(
+                acc[j], _mm512_permutexvar_epi8(cv, _mm512_loadu_si512((const void *)Tg)), ones);
+            Tg += step;
         }
     }
 }
 
-/* Dequantise 16 rows x 4 columns and store them row by row: dst + i * drs, i < nv. */
-AM_INLINE void store512_f32(const __m512i a[4], const float *s, const float *o, char *dst,
-                            ptrdiff_t drs, int nv, __mmask8 cm)
+/* In-register transpose of a 16 x 16 tile of 32-bit values: on return a[r] holds what
+ * lane r of the 16 inputs held (a[j] lane r -> a[r] lane j). */
+AM_INLINE void transpose16x16(__m512i a[16])
 {
-    __m512 f[4];
-    for (int j = 0; j < 4; j++)
-        f[j] = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[j]), _mm512_set1_ps(s[j])),
-                             _mm512_set1_ps(o[j]));
-    __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(f[0], f[1]));
-    __m512d t1 = _mm512_castps_pd(_mm512_unpackhi_ps(f[0], f[1]));
-    __m512d t2 = _mm512_castps_pd(_mm512_unpacklo_ps(f[2], f[3]));
-    __m512d t3 = _mm512_castps_pd(_mm512_unpackhi_ps(f[2], f[3]));
-    /* q[k] lane L holds row 4 L + k. */
-    __m512 q0 = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-    __m512 q1 = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-    __m512 q2 = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-    __m512 q3 = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
-#define AM_ST(L, k, q)                                                                        \
-    if (4 * L + k < nv) {                                                                     \
-        if (cm == 0xF)                                                                        \
-            _mm_storeu_ps((float *)(dst + (4 * L + k) * drs), _mm512_extractf32x4_ps(q, L));  \
-        else                                                                                  \
-            _mm_mask_storeu_ps((float *)(dst + (4 * L + k) * drs), cm,                        \
-                               _mm512_extractf32x4_ps(q, L));                                 \
+    __m512i t[16], b[16];
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; p++) {
+        t[2 * p] = _mm512_unpacklo_epi32(a[2 * p], a[2 * p + 1]);
+        t[2 * p + 1] = _mm512_unpackhi_epi32(a[2 * p], a[2 * p + 1]);
     }
-#define AM_ST4(L) AM_ST(L, 0, q0) AM_ST(L, 1, q1) AM_ST(L, 2, q2) AM_ST(L, 3, q3)
-    AM_ST4(0) AM_ST4(1) AM_ST4(2) AM_ST4(3)
-#undef AM_ST4
-#undef AM_ST
-}
-
-AM_INLINE void store512_f64(const __m512i a[4], const double *s, const double *o, char *dst,
-                            ptrdiff_t drs, int nv, __mmask8 cm)
-{
-    const __m512i idxA = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
-    const __m512i idxB = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
-    for (int h = 0; h < 2; h++) {
-        __m512d d[4];
-        for (int j = 0; j < 4; j++) {
-            __m256i part = h == 0 ? _mm512_castsi512_si256(a[j]) : _mm512_extracti64x4_epi64(a[j], 1);
-            d[j] = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtepi32_pd(part), _mm512_set1_pd(s[j])),
-                                 _mm512_set1_pd(o[j]));
-        }
-        __m512d t0 = _mm512_unpacklo_pd(d[0], d[1]); /* rows 0 2 4 6, m0 m1 */
-        __m512d t1 = _mm512_unpackhi_pd(d[0], d[1]); /* rows 1 3 5 7 */
-        __m512d t2 = _mm512_unpacklo_pd(d[2], d[3]);
-        __m512d t3 = _mm512_unpackhi_pd(d[2], d[3]);
-        __m512d e0 = _mm512_permutex2var_pd(t0, idxA, t2); /* rows 0 | 2 */
-        __m512d e1 = _mm512_permutex2var_pd(t0, idxB, t2); /* rows 4 | 6 */
-        __m512d e2 = _mm512_permutex2var_pd(t1, idxA, t3); /* rows 1 | 3 */
-        __m512d e3 = _mm512_permutex2var_pd(t1, idxB, t3); /* rows 5 | 7 */
-        char *base = dst + 8 * h * drs;
-        int lim = nv - 8 * h;
-#define AM_ST(i, e, hi)                                                                       \
-    if (i < lim) {                                                                            \
-        __m256d row_ = hi ? _mm512_extractf64x4_pd(e, 1) : _mm512_castpd512_pd256(e);         \
-        if (cm == 0xF)                                                                        \
-            _mm256_storeu_pd((double *)(base + i * drs), row_);                               \
-        else                                                                                  \
-            _mm256_mask_storeu_pd((double *)(base + i * drs), cm, row_);                      \
+    /* b[4 q + k], 128-bit lane L: row 4 L + k, columns 4 q .. 4 q + 3. */
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        b[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
+        b[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
+        b[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
+        b[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
     }
-        AM_ST(0, e0, 0) AM_ST(1, e2, 0) AM_ST(2, e0, 1) AM_ST(3, e2, 1)
-        AM_ST(4, e1, 0) AM_ST(5, e3, 0) AM_ST(6, e1, 1) AM_ST(7, e3, 1)
-#undef AM_ST
+    /* Per k, a 4 x 4 transpose of 128-bit lanes among b[k], b[4 + k], b[8 + k], b[12 + k]. */
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i c0 = _mm512_shuffle_i32x4(b[k], b[4 + k], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i c1 = _mm512_shuffle_i32x4(b[k], b[4 + k], _MM_SHUFFLE(3, 2, 3, 2));
+        __m512i c2 = _mm512_shuffle_i32x4(b[8 + k], b[12 + k], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i c3 = _mm512_shuffle_i32x4(b[8 + k], b[12 + k], _MM_SHUFFLE(3, 2, 3, 2));
+        a[k] = _mm512_shuffle_i32x4(c0, c2, _MM_SHUFFLE(2, 0, 2, 0));
+        a[4 + k] = _mm512_shuffle_i32x4(c0, c2, _MM_SHUFFLE(3, 1, 3, 1));
+        a[8 + k] = _mm512_shuffle_i32x4(c1, c3, _MM_SHUFFLE(2, 0, 2, 0));
+        a[12 + k] = _mm512_shuffle_i32x4(c1, c3, _MM_SHUFFLE(3, 1, 3, 1));
     }
 }
 
-AM_INLINE void emit512(const am_level_view *lv, const __m512i a[4], am_matrix *out, ptrdiff_t row,
-                       int nv, int mb, char *tile)
+/* Dequantise a 16 x 16 tile (acc[j]: rows `row` + lane, column 16 t + j) and store
+ * rows i < nv, columns < ncols (<= 16): transpose the exact sums first, then one
+ * row-vector multiply and add per output row, with the per-column scale and offset
+ * loaded as vectors; full 64-byte row stores when the output columns are adjacent. */
+AM_INLINE void emit512_tile(const am_level_view *lv, __m512i acc[16], am_matrix *out,
+                            ptrdiff_t row, int nv, int t, char *tile)
 {
-    int M = lv->M, m0 = 4 * mb;
-    int ncols = M - m0 < 4 ? M - m0 : 4;
-    __mmask8 cm = (__mmask8)((1u << ncols) - 1);
+    int m0 = 16 * t, ncols = lv->M - m0 < 16 ? lv->M - m0 : 16;
     int item = out->is_f64 ? 8 : 4;
     char *dst = out->data + row * out->row_stride + (ptrdiff_t)m0 * out->col_stride;
     int direct = out->col_stride == item;
     char *d = direct ? dst : tile;
-    ptrdiff_t drs = direct ? out->row_stride : 4 * item;
-    if (out->is_f64)
-        store512_f64(a, am_scale64(lv) + m0, am_offset64(lv) + m0, d, drs, nv, cm);
-    else
-        store512_f32(a, am_scale32(lv) + m0, am_offset32(lv) + m0, d, drs, nv, cm);
+    ptrdiff_t drs = direct ? out->row_stride : 16 * item;
+    transpose16x16(acc);
+    if (!out->is_f64) {
+        const __m512 sc = _mm512_loadu_ps(am_scale32(lv) + m0), of = _mm512_loadu_ps(am_offset32(lv) + m0);
+        __mmask16 cm = (__mmask16)((1u << ncols) - 1);
+        for (int i = 0; i < nv; i++) {
+            __m512 f = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[i]), sc), of);
+            if (ncols == 16)
+                _mm512_storeu_ps((float *)(d + i * drs), f);
+            else
+                _mm512_mask_storeu_ps((float *)(d + i * drs), cm, f);
+        }
+    } else {
+        const double *s64 = am_scale64(lv) + m0, *o64 = am_offset64(lv) + m0;
+        const __m512d s0 = _mm512_loadu_pd(s64), s1 = _mm512_loadu_pd(s64 + 8);
+        const __m512d o0 = _mm512_loadu_pd(o64), o1 = _mm512_loadu_pd(o64 + 8);
+        __mmask8 c0 = (__mmask8)(ncols >= 8 ? 0xFF : (1u << ncols) - 1);
+        __mmask8 c1 = (__mmask8)(ncols >= 16 ? 0xFF : ncols > 8 ? (1u << (ncols - 8)) - 1 : 0);
+        for (int i = 0; i < nv; i++) {
+            __m512d f0 = _mm512_add_pd(
+                _mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(acc[i])), s0), o0);
+            __m512d f1 = _mm512_add_pd(
+                _mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(acc[i], 1)), s1), o1);
+            _mm512_mask_storeu_pd((double *)(d + i * drs), c0, f0);
+            if (c1)
+                _mm512_mask_storeu_pd((double *)(d + i * drs) + 8, c1, f1);
+        }
+    }
     if (!direct)
         am_copy_tile(tile, drs, nv, ncols, dst, out->row_stride, out->col_stride, item);
 }
@@ -861,26 +861,22 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
         return 0;
     }
     const uint8_t *tables = am_tables(lv);
-    int nmb = (int)(am_mpad(lv->M, 4) / 4);
-    for (int mb = 0; mb < nmb; mb++) {
-        const uint8_t *T = tables + (size_t)mb * 4 * G * 64;
-        int s = 0;
-        __m512i acc[4][4];
-        for (; s + 4 <= nsub; s += 4) {
-            sums512(4, codes, nsub, s, T, G, acc);
-            for (int r = 0; r < 4; r++) {
-                ptrdiff_t row = 16 * (s + r);
-                int nv = nrows - row >= 16 ? 16 : (int)(nrows - row);
-                emit512(lv, acc[r], out, r0 + row, nv, mb, tile);
-            }
-        }
-        for (; s < nsub; s++) {
-            sums512(1, codes, nsub, s, T, G, acc);
+    int ntiles = (int)(am_mpad(lv->M, 16) / 16);
+    size_t tile_bytes = (size_t)16 * G * 64;
+    /* Tables that stay in L2: 16 rows at a time across every output column (each
+     * output row written left to right); larger ones: one 16-column tile at a time down
+     * the whole block (its tables stay in L1). */
+    int rows_first = (size_t)ntiles * tile_bytes <= AM_TILE_ROWS_FIRST_BYTES;
+    int nouter = rows_first ? nsub : ntiles, ninner = rows_first ? ntiles : nsub;
+    for (int a = 0; a < nouter; a++)
+        for (int b = 0; b < ninner; b++) {
+            int s = rows_first ? a : b, t = rows_first ? b : a;
+            __m512i acc[16];
+            sums512_tile(codes, nsub, s, tables + (size_t)t * tile_bytes, G, acc);
             ptrdiff_t row = 16 * s;
             int nv = nrows - row >= 16 ? 16 : (int)(nrows - row);
-            emit512(lv, acc[0], out, r0 + row, nv, mb, tile);
+            emit512_tile(lv, acc, out, r0 + row, nv, t, tile);
         }
-    }
     if (flags)
         am_nan_rows(out, r0, nrows, flags);
     return 0;
