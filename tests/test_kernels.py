@@ -314,6 +314,40 @@ def test_wide_outputs_both_tile_orders(variant, M, C):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("D", [16, 48, 80])
+def test_row_major_every_alignment(variant, D):
+    """Row-major float32 rows at every 4-byte offset from a 64-byte boundary (the AVX-512
+    encoder reads aligned 64-byte chunks and masks the lanes outside the row), with
+    split columns and NaN / inf in the first and last columns of the row."""
+    rng = np.random.default_rng(D)
+    N, M, C = 37, 5, 7
+    level = random_level(D, M, C, rng)
+    dims = level.split_dims.copy()
+    dims[0, :2] = 0
+    dims[1, :2] = D - 1
+    dims[2, 0] = 15
+    for k in range(16):
+        x = rng.standard_normal((N, D)).astype(np.float32)
+        x[3, 0] = np.nan
+        x[5, D - 1] = np.inf
+        x[8, 0] = -np.inf
+        x[9, 15] = np.nan
+        buf = np.empty(N * D + 32, np.float32)
+        start = (-buf.ctypes.data % 64) // 4 + k
+        xv = buf[start : start + N * D].reshape(N, D)
+        xv[...] = x
+        assert (xv.ctypes.data % 64) // 4 == k
+        lev = with_ranges(Level(dims, level.thresholds, level.luts, level.scale, level.offset),
+                          x, rng)
+        out = np.empty((N, M), np.float32)
+        flags = product_flags(xv, lev, out, 1, variant)
+        np.testing.assert_array_equal(flags, want_flags(x, lev), err_msg=f"offset {k}")
+        assert_bits_equal(out, want_nan_rows(x, lev, np.float32))
+        codes = _kernels.encode(xv, *args(lev, variant), variant=variant)
+        np.testing.assert_array_equal(codes, _reference.encode(x, dims, lev.thresholds))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_level_thresholds_not_reused(variant):
     """The reference reused level 0's threshold table at every level; we do not."""
     rng = np.random.default_rng(3)
