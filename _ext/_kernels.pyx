@@ -11,6 +11,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport int32_t, uint8_t
+from libc.string cimport memcpy
 
 cnp.import_array()
 
@@ -103,7 +104,7 @@ cdef object _U8 = np.dtype(np.uint8)
 
 
 cdef int _check(object arr, str what, object dtype, tuple shape) except -1:
-    if not isinstance(arr, np.ndarray):
+    if not cnp.PyArray_Check(arr):
         raise TypeError(f"{what} must be a numpy array, got {type(arr).__name__}")
     if arr.dtype != dtype or arr.shape != shape or not arr.flags.c_contiguous:
         raise ValueError(
@@ -147,25 +148,44 @@ cdef int _use_packed(am_level_view *lv, const am_kernels *table, object packed) 
 
 
 cdef int _matrix(am_matrix *mat, object arr, str what, bint writeable) except -1:
-    if not isinstance(arr, np.ndarray):
+    # C-API checks only (no attribute lookups): this runs on every call, and calls with
+    # one row take a few microseconds in all.
+    if not cnp.PyArray_Check(arr):
         raise TypeError(f"{what} must be a numpy array, got {type(arr).__name__}")
     cdef cnp.ndarray a = arr
-    if a.ndim != 2:
+    if cnp.PyArray_NDIM(a) != 2:
         raise ValueError(f"{what} must be 2-D, got shape {arr.shape}")
-    if a.dtype == _F32:
+    cdef int typenum = cnp.PyArray_TYPE(a)
+    if typenum == cnp.NPY_FLOAT32 and cnp.PyArray_ISNOTSWAPPED(a):
         mat.is_f64 = 0
-    elif a.dtype == _F64:
+    elif typenum == cnp.NPY_FLOAT64 and cnp.PyArray_ISNOTSWAPPED(a):
         mat.is_f64 = 1
     else:
         raise ValueError(f"{what} must be float32 or float64, got {a.dtype}")
-    if writeable and not a.flags.writeable:
+    if writeable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{what} is read-only")
     mat.data = <char *>cnp.PyArray_DATA(a)
-    mat.rows = a.shape[0]
-    mat.cols = a.shape[1]
-    mat.row_stride = a.strides[0]
-    mat.col_stride = a.strides[1]
+    mat.rows = cnp.PyArray_DIM(a, 0)
+    mat.cols = cnp.PyArray_DIM(a, 1)
+    mat.row_stride = cnp.PyArray_STRIDE(a, 0)
+    mat.col_stride = cnp.PyArray_STRIDE(a, 1)
     return 0
+
+
+cdef uint8_t *_flags_buffer(object flags, Py_ssize_t rows) except? NULL:
+    """The data of a writeable C-contiguous uint8 (rows,) array (C-API fast path; the
+    general check gives the error message)."""
+    cdef cnp.ndarray a
+    if cnp.PyArray_Check(flags):
+        a = flags
+        if (cnp.PyArray_TYPE(a) == cnp.NPY_UINT8 and cnp.PyArray_NDIM(a) == 1 and
+                cnp.PyArray_DIM(a, 0) == rows and cnp.PyArray_IS_C_CONTIGUOUS(a) and
+                cnp.PyArray_ISWRITEABLE(a)):
+            return <uint8_t *>cnp.PyArray_DATA(a)
+    _check(flags, "flags", _U8, (rows,))
+    if not flags.flags.writeable:
+        raise ValueError("flags is read-only")
+    return <uint8_t *>cnp.PyArray_DATA(flags)
 
 
 cdef int _check_splits(const am_level_view *lv, Py_ssize_t D) except -1:
@@ -266,8 +286,18 @@ cdef Py_ssize_t _run(const am_kernels *table, am_level_view *lv, object x, objec
     the rows only need to be wider than it), or -1 to check every split column.
     """
     cdef am_matrix xm, om
-    _matrix(&xm, x, "x", False)
-    _matrix(&om, out, "out", True)
+    _validate(table, lv, &xm, &om, x, out, nthreads, max_split)
+    cdef uint8_t *fl = NULL
+    if flags is not None:
+        fl = _flags_buffer(flags, xm.rows)
+    return _run_checked(table, lv, &xm, &om, nthreads, fl)
+
+
+cdef int _validate(const am_kernels *table, am_level_view *lv, am_matrix *xm, am_matrix *om,
+                   object x, object out, int nthreads, Py_ssize_t max_split) except -1:
+    """Fill the matrix views of x and out, checking them against the level."""
+    _matrix(xm, x, "x", False)
+    _matrix(om, out, "out", True)
     if max_split < 0:
         _check_splits(lv, xm.cols)
     elif max_split >= xm.cols:
@@ -281,17 +311,16 @@ cdef Py_ssize_t _run(const am_kernels *table, am_level_view *lv, object x, objec
         )
     if nthreads < 1:
         raise ValueError(f"nthreads must be >= 1, got {nthreads}")
-    cdef uint8_t *fl = NULL
-    if flags is not None:
-        _check(flags, "flags", _U8, (xm.rows,))
-        if not flags.flags.writeable:
-            raise ValueError("flags is read-only")
-        fl = <uint8_t *>cnp.PyArray_DATA(flags)
+    return 0
+
+
+cdef Py_ssize_t _run_checked(const am_kernels *table, am_level_view *lv, am_matrix *xm,
+                             am_matrix *om, int nthreads, uint8_t *fl) except -1:
     cdef int status = 0
     cdef Py_ssize_t i, flagged = 0
     if xm.rows > 0:
         with nogil:
-            status = table.product(lv, &xm, &om, fl, nthreads)
+            status = table.product(lv, xm, om, fl, nthreads)
             if status == 0 and fl != NULL:
                 for i in range(xm.rows):
                     flagged += fl[i] != 0
@@ -329,6 +358,28 @@ cdef class PreparedLevel:
     def product(self, x, out, int nthreads, flags=None):
         """As :func:`product` with this level: returns the number of flagged rows."""
         return _run(self.table, &self.lv, x, out, nthreads, flags, self.max_split)
+
+    def checked_product(self, x, out, int nthreads):
+        """:meth:`product` with row flags, for the common call that has none.
+
+        Returns None when no row is flagged, else the (N,) uint8 row flags. Calls of
+        up to 1024 rows keep their flags on the stack, so the usual small call
+        allocates nothing besides ``out``.
+        """
+        cdef uint8_t small[1024]
+        cdef am_matrix xm, om
+        cdef cnp.ndarray flags = None
+        cdef uint8_t *fl = small
+        _validate(self.table, &self.lv, &xm, &om, x, out, nthreads, self.max_split)
+        if xm.rows > 1024:
+            flags = np.empty(xm.rows, dtype=np.uint8)
+            fl = <uint8_t *>cnp.PyArray_DATA(flags)
+        if not _run_checked(self.table, &self.lv, &xm, &om, nthreads, fl):
+            return None
+        if flags is None:
+            flags = np.empty(xm.rows, dtype=np.uint8)
+            memcpy(cnp.PyArray_DATA(flags), small, xm.rows)
+        return flags
 
 
 def openmp_enabled():

@@ -379,7 +379,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
             kernel_dtypes = _dispatch.KERNEL_DTYPES
             if level is None or x.dtype not in kernel_dtypes or result not in kernel_dtypes:
                 return None
-            entry = (levels, level, result, _dispatch.prepared_level(level).product)
+            entry = (levels, level, result, _dispatch.prepared_level(level).checked_product)
             self._fast[key] = entry
         _, level, result, product = entry
         nrows, width = x.shape
@@ -399,8 +399,8 @@ class ApproxMatrix(NDArrayOperatorsMixin):
             ):
                 return None
             out = buf
-        flags = np.empty(nrows, dtype=np.uint8)
-        if product(x, out, _dispatch.kernel_threads(config.threads), flags):
+        flags = product(x, out, _dispatch.kernel_threads(config.threads))
+        if flags is not None:
             self._check_budget(x, out, level, config, flags)  # drift and NaN accounting
         else:
             _budget.record(level.ncodebooks, nrows, 0, nan, nan, False, 0, 0)

@@ -589,3 +589,61 @@ def test_prepared_level_matches_product():
             prepared.product(x[:, :int(level.split_dims.max())], np.empty((N, M)), 1)
         with pytest.raises(ValueError, match="out must have shape"):
             prepared.product(x, np.empty((N, M + 1)), 1)
+
+
+@pytest.mark.parametrize("N", [0, 1, 33, 1024, 1025, 3000])
+def test_checked_product(N):
+    """PreparedLevel.checked_product: None when no row is flagged (flags kept on the stack
+    up to 1024 rows), else the same flags as product(); same outputs either way."""
+    rng = np.random.default_rng(N)
+    D, C, M = 20, 6, 9
+    x = rng.standard_normal((N, D)).astype(np.float32)
+    level = with_ranges(random_level(D, M, C, rng, x), x, rng)
+    level = Level(level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
+                  split_low=np.full((C, 4), -np.inf, np.float32),
+                  split_high=np.full((C, 4), np.inf, np.float32))
+    for variant in VARIANTS:
+        prepared = _kernels.PreparedLevel(*args(level, variant), variant)
+        out = np.empty((N, M), np.float32)
+        assert prepared.checked_product(x, out, 2) is None
+        assert_bits_equal(out, _reference.approx_matmul(x, level, np.float32))
+        if N == 0:
+            continue
+        xb = x.copy()
+        xb[N // 2, D - 1] = np.nan
+        want_out = np.empty((N, M), np.float32)
+        want_fl = np.empty(N, np.uint8)
+        assert prepared.product(xb, want_out, 1, want_fl) == 1
+        got = prepared.checked_product(xb, out, 1)
+        assert got.dtype == np.uint8 and got.shape == (N,)
+        np.testing.assert_array_equal(got, want_fl)
+        assert_bits_equal(out, want_out)
+        with pytest.raises(ValueError, match="out must have shape"):
+            prepared.checked_product(x, np.empty((N + 1, M), np.float32), 1)
+        with pytest.raises(TypeError, match="x must be a numpy array"):
+            prepared.checked_product(list(x), out, 1)
+
+
+def test_byte_swapped_and_read_only_arrays_rejected():
+    """The C-API checks of the bindings: non-native byte order is not float32/float64
+    for the kernels; read-only out or flags raise."""
+    rng = np.random.default_rng(3)
+    N, D, C, M = 5, 8, 2, 3
+    x = rng.standard_normal((N, D)).astype(np.float32)
+    level = random_level(D, M, C, rng, x)
+    a = args(level, None)
+    out = np.empty((N, M), np.float32)
+    with pytest.raises(ValueError, match="x must be float32 or float64"):
+        _kernels.product(x.astype(">f4"), *a, out, 1)
+    with pytest.raises(ValueError, match="out must be float32 or float64"):
+        _kernels.product(x, *a, np.empty((N, M), ">f8"), 1)
+    ro = np.empty((N, M), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        _kernels.product(x, *a, ro, 1)
+    fl = np.empty(N, np.uint8)
+    fl.flags.writeable = False
+    with pytest.raises(ValueError, match="flags is read-only"):
+        _kernels.product(x, *a, out, 1, flags=fl)
+    with pytest.raises(ValueError, match="flags must be a C-contiguous uint8"):
+        _kernels.product(x, *a, out, 1, flags=np.empty(2 * N, np.uint8)[::2])
