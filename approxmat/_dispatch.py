@@ -106,16 +106,13 @@ def approx_product(x2d, level, out2d, threads=None):
         :func:`approxmat._reference.row_flags` (``nonfinite | out_of_range << 1``).
     """
     nthreads = kernel_threads(threads)
-    flags = np.empty(x2d.shape[0], dtype=np.uint8)
     if x2d.dtype in KERNEL_DTYPES and out2d.dtype in KERNEL_DTYPES:
-        flagged = prepared_level(level).product(x2d, out2d, nthreads, flags)
-        return flags if flagged else None
+        return prepared_level(level).checked_product(x2d, out2d, nthreads)
     # No kernel for this dtype combination: the (single-threaded) NumPy reference.
     out2d[...] = _reference.approx_matmul(x2d, level, out2d.dtype)
     nonfinite, out_of_range = _reference.row_flags(x2d, level)
     out2d[nonfinite] = np.nan
-    flags[...] = nonfinite
-    flags |= out_of_range.astype(np.uint8) << 1
+    flags = nonfinite.astype(np.uint8) | (out_of_range.astype(np.uint8) << 1)
     return flags if flags.any() else None
 
 

@@ -3,7 +3,7 @@
 Run: ``python benchmarks/speed.py [--reps 15] [--quick]``
 
 Everything is measured in one process, interleaved (each repetition runs every
-contender once, in turn), and reported as the **minimum** over repetitions (the machine
+contender once, in a new random order), and reported as the **minimum** over repetitions (the machine
 is shared; the minimum is the least disturbed sample). Levels are random (valid, with
 calibration ranges) so no fitting is needed; the kernels' speed does not depend on the
 parameter values.
@@ -130,9 +130,13 @@ def measure(config, reps, rng):
         inner[name] = max(1, min(2000, int(2e-3 / max(t, 1e-7))))
     samples = {name: [] for name in contenders}
     gc.collect()
+    names = list(contenders)
     for _ in range(reps):
-        for name, fn in contenders.items():
-            samples[name].append(timeit(fn, inner[name]))
+        # A new random order every repetition: a call right after a 2-thread one (OpenMP
+        # and OpenBLAS threads still spinning) or after one that flushed the caches
+        # would otherwise always be the same contender.
+        for i in rng.permutation(len(names)):
+            samples[names[i]].append(timeit(contenders[names[i]], inner[names[i]]))
     best = {name: min(v) * 1e3 for name, v in samples.items()}
     paired = [a / b - 1 for a, b in zip(samples["C 1t"], samples["C nofl"])]
     best["fl%med"] = 100 * float(np.median(paired))
