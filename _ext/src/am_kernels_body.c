@@ -522,6 +522,12 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
     const float *thr32r = am_thr32r(lv);
     const __m512i zero = _mm512_setzero_si512();
     int ranges = am_has_ranges(lv);
+    /* Byte offsets of the distinct split columns in a row (after tmp in the scratch):
+     * one multiply per column per block instead of one per value. */
+    ptrdiff_t *offs = (ptrdiff_t *)(tmp + (size_t)4 * C * 16 * 8);
+    if (!contig)
+        for (int j = 0; j < am_cols(lv)[0]; j++)
+            offs[j] = (ptrdiff_t)am_cols(lv)[1 + j] * cs;
     for (int s = 0; s < nsub; s++) {
         ptrdiff_t left = nrows - 16 * s;
         int nv = left >= 16 ? 16 : (int)left;
@@ -531,9 +537,7 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
             /* Row by row: prefetch the row AM_PF_ROWS ahead (towards L2), scan this row for
              * NaN / inf (flags only) and copy its split columns while it is in L1. */
             __mmask16 nf = 0;
-            const int32_t *cols = am_cols(lv);
-            int u = cols[0];
-            const int32_t *list = cols + 1;
+            int u = am_cols(lv)[0];
             for (int r = 0; r < nv; r++) {
                 const char *row = src + r * rs;
 #ifndef AM_NO_PREFETCH
@@ -550,10 +554,10 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
                 }
                 if (x->is_f64)
                     for (int j = 0; j < u; j++)
-                        ((double *)tmp)[j * 16 + r] = am_ld64(row + list[j] * cs);
+                        ((double *)tmp)[j * 16 + r] = am_ld64(row + offs[j]);
                 else
                     for (int j = 0; j < u; j++)
-                        ((float *)tmp)[j * 16 + r] = am_ld32(row + list[j] * cs);
+                        ((float *)tmp)[j * 16 + r] = am_ld32(row + offs[j]);
             }
             if (flags) {
                 __mmask16 oor = ranges ? outside16(lv, tmp, 16 * item, NULL, x->is_f64, vm) : 0;
@@ -885,7 +889,7 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
 static size_t avx512_scratch(int C, ptrdiff_t rows)
 {
     return (size_t)rows * am_mpad(C, 4) + 8 * AM_ROW_MT + 16 * 8 * AM_ROW_MT +
-           4 * (size_t)C * 16 * 8 + 64;
+           4 * (size_t)C * 16 * 8 + 4 * (size_t)C * sizeof(ptrdiff_t) + 64;
 }
 
 static int v_encode(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads)
