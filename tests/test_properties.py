@@ -182,7 +182,9 @@ def test_any_weights_are_accepted_or_rejected_clearly(weights):
     if np.isfinite(weights).all():
         W = am.ApproxMatrix(weights)
         x = np.ones((2, weights.shape[0]))
-        np.testing.assert_array_equal(x @ W, x @ weights)
+        # finite weights may still overflow to inf in the sum, as NumPy's own product does
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.testing.assert_array_equal(x @ W, x @ weights)
     else:
         with pytest.raises(ValueError, match="non-finite value"):
             am.ApproxMatrix(weights)

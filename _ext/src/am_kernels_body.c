@@ -984,15 +984,115 @@ AM_INLINE __m256i enc8_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, int mode,
     return _mm256_inserti128_si256(_mm256_castsi128_si256(half[0]), half[1], 1);
 }
 
-/* Encode rows [r0, r0 + nrows) into codes[(c * nsub + s) * 32 + r] = code(row 32 s + r, c). */
-static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
-                         ptrdiff_t nrows, uint8_t *codes, uint8_t *rowcodes)
+/* Row flags of up to 32 copied rows (tmp: column j at tmp + 32 j values): bit 0 from
+ * nf, else bit 1 when a split column lies outside the level's calibration range. */
+static void flags256(const am_level_view *lv, const char *tmp, int is_f64, int n32, uint32_t nf,
+                     uint8_t *flags)
+{
+    uint32_t oor = 0;
+    if (am_has_ranges(lv)) {
+        int u = am_cols(lv)[0];
+        if (!is_f64) {
+            const float *lo = am_lo32(lv), *hi = am_hi32(lv);
+            __m256 bad[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                             _mm256_setzero_ps()};
+            for (int j = 0; j < u; j++) {
+                const float *col = (const float *)tmp + 32 * j;
+                __m256 l = _mm256_set1_ps(lo[j]), h = _mm256_set1_ps(hi[j]);
+                for (int q = 0; q < 4; q++) {
+                    __m256 v = _mm256_loadu_ps(col + 8 * q);
+                    bad[q] = _mm256_or_ps(bad[q], _mm256_or_ps(_mm256_cmp_ps(v, l, _CMP_LT_OQ),
+                                                               _mm256_cmp_ps(v, h, _CMP_GT_OQ)));
+                }
+            }
+            for (int q = 0; q < 4; q++)
+                oor |= (uint32_t)_mm256_movemask_ps(bad[q]) << (8 * q);
+        } else {
+            const double *lo = am_lo64(lv), *hi = am_hi64(lv);
+            __m256d bad[8];
+            for (int q = 0; q < 8; q++)
+                bad[q] = _mm256_setzero_pd();
+            for (int j = 0; j < u; j++) {
+                const double *col = (const double *)tmp + 32 * j;
+                __m256d l = _mm256_set1_pd(lo[j]), h = _mm256_set1_pd(hi[j]);
+                for (int q = 0; q < 8; q++) {
+                    __m256d v = _mm256_loadu_pd(col + 4 * q);
+                    bad[q] = _mm256_or_pd(bad[q], _mm256_or_pd(_mm256_cmp_pd(v, l, _CMP_LT_OQ),
+                                                               _mm256_cmp_pd(v, h, _CMP_GT_OQ)));
+                }
+            }
+            for (int q = 0; q < 8; q++)
+                oor |= (uint32_t)_mm256_movemask_pd(bad[q]) << (4 * q);
+        }
+    }
+    for (int r = 0; r < n32; r++)
+        flags[r] = (uint8_t)(((nf >> r) & 1) ? 1 : ((oor >> r) & 1) << 1);
+}
+
+/* Encode rows [r0, r0 + nrows) into codes[(c * nsub + s) * 32 + r] = code(row 32 s + r, c).
+ * Rows not adjacent in memory (row-major) are taken 32 at a time: their distinct split
+ * columns are copied (byte offsets computed once per block) into the column-major
+ * `tmp`, which the encoder then reads with contiguous loads; with `flags`, each row is
+ * also checked for NaN / inf while it is in L1, and the copies against the calibration
+ * ranges (returns 1 when it wrote the flags). */
+static int enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
+                        ptrdiff_t nrows, uint8_t *codes, uint8_t *rowcodes, char *tmp,
+                        uint8_t *flags)
 {
     int C = lv->C;
     int nsub = (int)((nrows + 31) / 32);
     ptrdiff_t rs = x->row_stride, cs = x->col_stride;
     const char *xb = x->data + r0 * rs;
     int mode = am_load_mode(x, 32);
+    if (mode == AM_LOAD_GATHER) {
+        const int32_t *cols = am_cols(lv);
+        int u = cols[0];
+        const int32_t *pos = cols + 1 + 4 * C;
+        ptrdiff_t item = x->is_f64 ? 8 : 4;
+        ptrdiff_t *offs = (ptrdiff_t *)(tmp + (size_t)4 * C * 32 * 8);
+        for (int j = 0; j < u; j++)
+            offs[j] = (ptrdiff_t)cols[1 + j] * cs;
+        const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        const double *thr64 = am_thr64(lv);
+        for (int s = 0; s < nsub; s++) {
+            int n32 = nrows - 32 * s < 32 ? (int)(nrows - 32 * s) : 32;
+            uint32_t nf = 0;
+            for (int r = 0; r < n32; r++) {
+                const char *row = xb + (32 * s + r) * rs;
+                if (flags)
+                    nf |= (uint32_t)am_row_nonfinite(row, x->cols, cs, x->is_f64) << r;
+                if (x->is_f64)
+                    for (int j = 0; j < u; j++)
+                        ((double *)tmp)[32 * j + r] = am_ld64(row + offs[j]);
+                else
+                    for (int j = 0; j < u; j++)
+                        ((float *)tmp)[32 * j + r] = am_ld32(row + offs[j]);
+            }
+            if (flags)
+                flags256(lv, tmp, x->is_f64, n32, nf, flags + 32 * s);
+            for (int c = 0; c < C; c++) {
+                const int32_t *sd = pos + 4 * c;
+                __m256i n[4];
+                for (int q = 0; q < 4; q++) {
+                    int left = n32 - 8 * q;
+                    __m256i vm = _mm256_cmpgt_epi32(
+                        _mm256_set1_epi32(left < 8 ? (left < 0 ? 0 : left) : 8), lanes);
+                    const char *xq = tmp + 8 * q * item;
+                    n[q] = x->is_f64
+                               ? enc8_f64(xq, item, 32 * item, AM_LOAD_CONTIG, _mm_setzero_si128(),
+                                          vm, sd, thr64 + 16 * c)
+                               : enc8_f32(xq, 32 * item, AM_LOAD_CONTIG, _mm256_setzero_si256(), vm,
+                                          sd, lv->thresholds + 15 * c);
+                }
+                __m256i p01 = _mm256_packs_epi32(n[0], n[1]);
+                __m256i p23 = _mm256_packs_epi32(n[2], n[3]);
+                __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p01, p23), fix);
+                _mm256_storeu_si256((__m256i *)(codes + ((size_t)c * nsub + s) * 32), b);
+            }
+        }
+        return flags != NULL;
+    }
     if (mode == AM_LOAD_SCALAR) {
         for (int s = 0; s < nsub; s++)
             for (int r = 0; r < 32; r++) {
@@ -1002,11 +1102,10 @@ static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
                 for (int c = 0; c < C; c++)
                     codes[((size_t)c * nsub + s) * 32 + r] = i < nrows ? rowcodes[c] : 0;
             }
-        return;
+        return 0;
     }
+    /* Rows adjacent in memory (F-order): contiguous loads straight from x. */
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i rowoff = _mm256_mullo_epi32(lanes, _mm256_set1_epi32((int)rs));
-    const __m128i rowoff4 = _mm256_castsi256_si128(rowoff);
     const __m256i fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     const double *thr64 = am_thr64(lv);
     for (int c = 0; c < C; c++) {
@@ -1017,14 +1116,10 @@ static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
                 ptrdiff_t left = nrows - 32 * s - 8 * q;
                 __m256i vm = _mm256_cmpgt_epi32(_mm256_set1_epi32(left < 8 ? (int)(left < 0 ? 0 : left) : 8), lanes);
                 const char *xq = xb + (32 * s + 8 * q) * rs;
-                if (x->is_f64)
-                    n[q] = mode == AM_LOAD_CONTIG
-                               ? enc8_f64(xq, rs, cs, AM_LOAD_CONTIG, rowoff4, vm, sd, thr64 + 16 * c)
-                               : enc8_f64(xq, rs, cs, AM_LOAD_GATHER, rowoff4, vm, sd, thr64 + 16 * c);
-                else
-                    n[q] = mode == AM_LOAD_CONTIG
-                               ? enc8_f32(xq, cs, AM_LOAD_CONTIG, rowoff, vm, sd, lv->thresholds + 15 * c)
-                               : enc8_f32(xq, cs, AM_LOAD_GATHER, rowoff, vm, sd, lv->thresholds + 15 * c);
+                n[q] = x->is_f64 ? enc8_f64(xq, rs, cs, AM_LOAD_CONTIG, _mm_setzero_si128(), vm, sd,
+                                            thr64 + 16 * c)
+                                 : enc8_f32(xq, cs, AM_LOAD_CONTIG, _mm256_setzero_si256(), vm, sd,
+                                            lv->thresholds + 15 * c);
             }
             __m256i p01 = _mm256_packs_epi32(n[0], n[1]);
             __m256i p23 = _mm256_packs_epi32(n[2], n[3]);
@@ -1032,6 +1127,7 @@ static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
             _mm256_storeu_si256((__m256i *)(codes + ((size_t)c * nsub + s) * 32), b);
         }
     }
+    return 0;
 }
 
 /* Exact sums for 32 rows (sub-block s) and columns 4 mb .. 4 mb + 3: 16-bit sums of the
@@ -1109,7 +1205,9 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
     uint8_t *codes = (uint8_t *)scratch;                 /* C * nsub * 32 */
     char *tile = (char *)scratch + (size_t)C * nsub * 32; /* 8 x 4 doubles */
     uint8_t *rowcodes = (uint8_t *)tile + 256;
-    enc_block256(lv, x, r0, nrows, codes, rowcodes);
+    char *tmp = (char *)rowcodes + (C + 63) / 64 * 64;    /* avx2_tmp_bytes(C) */
+    int fused = enc_block256(lv, x, r0, nrows, codes, rowcodes, tmp,
+                             flags && !codes_out && !am_flags_prepass(x) ? flags : NULL);
     if (codes_out) {
         for (ptrdiff_t i = 0; i < nrows; i++)
             for (int c = 0; c < C; c++)
@@ -1156,14 +1254,20 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
         }
     }
     if (flags) {
-        if (!am_flags_prepass(x))
+        if (!am_flags_prepass(x) && !fused)
             am_flags_generic(lv, x, r0, nrows, flags);
         am_nan_rows(out, r0, nrows, flags);
     }
     return 0;
 }
 
-static size_t avx2_scratch(int C, ptrdiff_t rows) { return (size_t)rows * C + 256 + C + 64; }
+/* enc_block256's copy of 32 rows' split columns (doubles at most) and their offsets. */
+static size_t avx2_tmp_bytes(int C) { return (size_t)4 * C * 32 * 8 + (size_t)4 * C * sizeof(ptrdiff_t); }
+
+static size_t avx2_scratch(int C, ptrdiff_t rows)
+{
+    return (size_t)rows * C + 256 + (size_t)(C + 63) / 64 * 64 + avx2_tmp_bytes(C) + 64;
+}
 
 static int v_encode(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads)
 {
