@@ -19,6 +19,7 @@ CONFIGS = [
     "100000x512x100 C32",
     "10000x512x512 C32",
     "8192x768x3072 C64",
+    "10000x512x1024 C32",  # the AVX-512 16 x 16 tile path, tables at its 512 KiB switch
     "1x512x100 C16",
     "32x512x100 C16",
 ]
