@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from approxmat import _kernels as installed
-from approxmat._level import Level
+from speed import random_level  # this folder's speed.py: the same random levels
 
 CONFIGS = [
     # (N, D, M, C): both sum paths of the AVX-512 variant, both vpermb tile orders
@@ -48,15 +48,6 @@ def load_build(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def random_level(D, M, C, rng, x):
-    split_dims = rng.integers(0, D, size=(C, 4)).astype(np.int32)
-    thresholds = rng.choice(x[:256].ravel(), size=(C, 15)).astype(np.float32)
-    luts = rng.integers(0, 256, size=(C, 16, M), dtype=np.uint8)
-    return Level(split_dims, thresholds, luts, rng.uniform(1e-3, 1e-1, M), rng.standard_normal(M),
-                 split_low=np.full((C, 4), -4.0, np.float32),
-                 split_high=np.full((C, 4), 4.0, np.float32))
 
 
 def main(argv=None):
