@@ -267,29 +267,28 @@ static void am_sums_row(const am_level_view *lv, const uint8_t *codes, uint32_t 
     }
 }
 
-/* Copy the split columns of rows [0, nrows) of x (row pointer xb) into
- * tmp[j * ld + r] (j over the distinct split columns, in address order). */
-AM_INLINE void am_extract(const am_level_view *lv, const char *xb, ptrdiff_t rs, ptrdiff_t cs,
-                          int is_f64, int nrows, char *tmp, int ld)
+/* Byte offsets, within a row of column stride cs, of the level's distinct split columns
+ * (in address order): computed once per block, so that copying a value costs no multiply. */
+AM_INLINE int am_split_offsets(const am_level_view *lv, ptrdiff_t cs, ptrdiff_t *offs)
 {
     const int32_t *cols = am_cols(lv);
     int u = cols[0];
-    const int32_t *list = cols + 1;
-    if (is_f64) {
-        double *t = (double *)tmp;
-        for (int r = 0; r < nrows; r++) {
-            const char *row = xb + r * rs;
-            for (int j = 0; j < u; j++)
-                t[(size_t)j * ld + r] = am_ld64(row + list[j] * cs);
-        }
-    } else {
-        float *t = (float *)tmp;
-        for (int r = 0; r < nrows; r++) {
-            const char *row = xb + r * rs;
-            for (int j = 0; j < u; j++)
-                t[(size_t)j * ld + r] = am_ld32(row + list[j] * cs);
-        }
-    }
+    for (int j = 0; j < u; j++)
+        offs[j] = (ptrdiff_t)cols[1 + j] * cs;
+    return u;
+}
+
+/* Copy the u split values of one row (byte offsets offs) into column-major tmp:
+ * value j at tmp[j * ld + r]. */
+AM_INLINE void am_copy_split_row(const char *row, const ptrdiff_t *offs, int u, int is_f64,
+                                 char *tmp, int ld, int r)
+{
+    if (is_f64)
+        for (int j = 0; j < u; j++)
+            ((double *)tmp)[j * ld + r] = am_ld64(row + offs[j]);
+    else
+        for (int j = 0; j < u; j++)
+            ((float *)tmp)[j * ld + r] = am_ld32(row + offs[j]);
 }
 
 /* Prefetch (towards L2) the lines of the split columns of rows [r0, r0 + nrows), so that

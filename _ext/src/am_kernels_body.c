@@ -23,8 +23,9 @@
  *           full 64-byte stores and no transpose; outputs >= 16 MiB are staged 16 rows
  *           at a time in L1 and written with non-temporal stores.
  * Encoding compares floats directly (float64 input against the widened float32
- * thresholds), with contiguous loads when rows are adjacent in memory (F-order) and
- * gathers otherwise; the node index picks the level's thresholds by a permute.
+ * thresholds), with contiguous loads: from x when rows are adjacent in memory (F-order),
+ * otherwise from a small column-major copy of the block's split columns (byte offsets
+ * computed once per block); the node index picks the level's thresholds by a permute.
  *
  * Row flags (product with flags != NULL): row-major input is scanned for NaN / inf row
  * by row, fused with the copy of its split columns (fma(x, 0, acc) per 64 bytes, while
@@ -146,23 +147,6 @@ static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out
 #define AM_PF_STEP 64
 #endif
 
-/* How a block's split columns are read. */
-enum { AM_LOAD_CONTIG = 0, AM_LOAD_GATHER = 1, AM_LOAD_SCALAR = 2 };
-
-#if defined(__GNUC__)
-__attribute__((unused))
-#endif
-static int am_load_mode(const am_matrix *x, int rows_per_vector)
-{
-    ptrdiff_t item = x->is_f64 ? 8 : 4;
-    if (x->row_stride == item)
-        return AM_LOAD_CONTIG;
-    ptrdiff_t rs = x->row_stride < 0 ? -x->row_stride : x->row_stride;
-    if (rs <= (ptrdiff_t)(0x7fffffff / rows_per_vector))
-        return AM_LOAD_GATHER;
-    return AM_LOAD_SCALAR;
-}
-
 /* =================================================================================
  * AVX-512 (BW, VL, DQ, VBMI, VNNI)
  * ================================================================================= */
@@ -250,18 +234,15 @@ static void v_pack(const am_level_view *lv, uint8_t *dst)
 /* Reversed codes of up to 16 rows for KN codebooks c0 .. c0 + KN - 1 (float32 input),
  * in lockstep so that the KN dependency chains overlap; returned OR-ed into byte k of
  * each row's 32-bit lane. */
-AM_INLINE __m512i enc16xK_f32(int KN, const char *xb, ptrdiff_t cs, int mode, __m512i rowoff,
-                              __mmask16 vm, const int32_t *sd, const float *thr,
-                              const float *thr32r)
+AM_INLINE __m512i enc16xK_f32(int KN, const char *xb, ptrdiff_t cs, __mmask16 vm,
+                              const int32_t *sd, const float *thr, const float *thr32r)
 {
     __m512i node[4], out = _mm512_setzero_si512();
     __m512 v[4][4];
     for (int k = 0; k < KN; k++)
         for (int l = 0; l < 4; l++) {
             const char *col = xb + (ptrdiff_t)sd[4 * k + l] * cs;
-            v[k][l] = mode == AM_LOAD_CONTIG
-                          ? _mm512_maskz_loadu_ps(vm, col)
-                          : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), vm, rowoff, col, 1);
+            v[k][l] = _mm512_maskz_loadu_ps(vm, col);
         }
     __mmask16 gt[4];
     for (int k = 0; k < KN; k++) {
@@ -286,8 +267,8 @@ AM_INLINE __m512i enc16xK_f32(int KN, const char *xb, ptrdiff_t cs, int mode, __
 }
 
 /* Same for float64 input: two halves of 8 rows compared in double. */
-AM_INLINE __m512i enc16_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, int mode,
-                            __m256i rowoff8, __mmask16 vm, const int32_t *sd, const double *thr)
+AM_INLINE __m512i enc16_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, __mmask16 vm,
+                            const int32_t *sd, const double *thr)
 {
     __m256i half[2];
     const __m512i minus1 = _mm512_set1_epi64(-1);
@@ -297,9 +278,7 @@ AM_INLINE __m512i enc16_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, int mode
         __m512i node = _mm512_setzero_si512();
         for (int l = 0; l < 4; l++) {
             const char *col = xh + (ptrdiff_t)sd[l] * cs;
-            __m512d v = mode == AM_LOAD_CONTIG
-                            ? _mm512_maskz_loadu_pd(m8, col)
-                            : _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m8, rowoff8, col, 1);
+            __m512d v = _mm512_maskz_loadu_pd(m8, col);
             __m512d t = l == 0 ? _mm512_set1_pd(thr[0])
                                : _mm512_permutexvar_pd(node, _mm512_loadu_pd(thr + (1 << l) - 1));
             __mmask8 gt = _mm512_cmp_pd_mask(v, t, _CMP_GT_OQ);
@@ -429,8 +408,8 @@ AM_INLINE __mmask16 nonfinite_vec(const char *p, int n, int is_f64)
 }
 
 /* F-order flags pre-pass task: rows [r0, r0 + nrows) adjacent in memory. Each column is
- * read as one contiguous run and folded, across rows, into 4 register accumulators
- * acc = fma(x, 0, acc) (NaN iff some value is NaN / inf): a pure streaming read. Only a
+ * read as one contiguous run by the row scanner (row_nonfinite512: a column run is
+ * scanned like a row): a pure streaming read. Only a
  * run that does hold a NaN / inf is read again to find its rows (rare). */
 static int flags512_block(const am_level_view *lv, const am_matrix *x, am_matrix *out,
                           uint8_t *codes_out, uint8_t *flags, ptrdiff_t r0, ptrdiff_t nrows,
@@ -441,47 +420,11 @@ static int flags512_block(const am_level_view *lv, const am_matrix *x, am_matrix
     const char *xb = x->data + r0 * item;
     int ranges = am_has_ranges(lv);
     const int32_t *list = am_cols(lv) + 1;
-    ptrdiff_t bytes = nrows * item, full = bytes / 256 * 256;
     int per = x->is_f64 ? 8 : 16;
     memset(flags, 0, (size_t)nrows);
     for (ptrdiff_t d = 0; d < D; d++) {
         const char *col = xb + d * cs;
-        int bad;
-        if (!x->is_f64) {
-            const __m512 z = _mm512_setzero_ps();
-            __m512 a0 = z, a1 = z, a2 = z, a3 = z;
-            for (ptrdiff_t o = 0; o < full; o += 256) {
-                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(col + o), z, a0);
-                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(col + o + 64), z, a1);
-                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(col + o + 128), z, a2);
-                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(col + o + 192), z, a3);
-            }
-            for (ptrdiff_t o = full; o < bytes; o += 64) {
-                ptrdiff_t n = (bytes - o) / 4;
-                a0 = _mm512_fmadd_ps(
-                    _mm512_maskz_loadu_ps(n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1),
-                                          col + o), z, a0);
-            }
-            a0 = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
-            bad = _mm512_cmp_ps_mask(a0, a0, _CMP_UNORD_Q) != 0;
-        } else {
-            const __m512d z = _mm512_setzero_pd();
-            __m512d a0 = z, a1 = z, a2 = z, a3 = z;
-            for (ptrdiff_t o = 0; o < full; o += 256) {
-                a0 = _mm512_fmadd_pd(_mm512_loadu_pd(col + o), z, a0);
-                a1 = _mm512_fmadd_pd(_mm512_loadu_pd(col + o + 64), z, a1);
-                a2 = _mm512_fmadd_pd(_mm512_loadu_pd(col + o + 128), z, a2);
-                a3 = _mm512_fmadd_pd(_mm512_loadu_pd(col + o + 192), z, a3);
-            }
-            for (ptrdiff_t o = full; o < bytes; o += 64) {
-                ptrdiff_t n = (bytes - o) / 8;
-                a0 = _mm512_fmadd_pd(
-                    _mm512_maskz_loadu_pd(n >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << n) - 1),
-                                          col + o), z, a0);
-            }
-            a0 = _mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3));
-            bad = _mm512_cmp_pd_mask(a0, a0, _CMP_UNORD_Q) != 0;
-        }
+        int bad = row_nonfinite512(col, nrows, x->is_f64);
         if (!bad)
             continue;
         for (ptrdiff_t q = 0; q < nrows; q += per) {
@@ -520,14 +463,10 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
     ptrdiff_t ecs = contig ? cs : 16 * item;
     const double *thr64 = am_thr64(lv);
     const float *thr32r = am_thr32r(lv);
-    const __m512i zero = _mm512_setzero_si512();
     int ranges = am_has_ranges(lv);
-    /* Byte offsets of the distinct split columns in a row (after tmp in the scratch):
-     * one multiply per column per block instead of one per value. */
+    /* Byte offsets of the distinct split columns in a row (after tmp in the scratch). */
     ptrdiff_t *offs = (ptrdiff_t *)(tmp + (size_t)4 * C * 16 * 8);
-    if (!contig)
-        for (int j = 0; j < am_cols(lv)[0]; j++)
-            offs[j] = (ptrdiff_t)am_cols(lv)[1 + j] * cs;
+    int u = contig ? 0 : am_split_offsets(lv, cs, offs);
     for (int s = 0; s < nsub; s++) {
         ptrdiff_t left = nrows - 16 * s;
         int nv = left >= 16 ? 16 : (int)left;
@@ -537,7 +476,6 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
             /* Row by row: prefetch the row AM_PF_ROWS ahead (towards L2), scan this row for
              * NaN / inf (flags only) and copy its split columns while it is in L1. */
             __mmask16 nf = 0;
-            int u = am_cols(lv)[0];
             for (int r = 0; r < nv; r++) {
                 const char *row = src + r * rs;
 #ifndef AM_NO_PREFETCH
@@ -552,12 +490,7 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
                                          : am_row_nonfinite(row, x->cols, cs, x->is_f64);
                     nf |= (__mmask16)(bad << r);
                 }
-                if (x->is_f64)
-                    for (int j = 0; j < u; j++)
-                        ((double *)tmp)[j * 16 + r] = am_ld64(row + offs[j]);
-                else
-                    for (int j = 0; j < u; j++)
-                        ((float *)tmp)[j * 16 + r] = am_ld32(row + offs[j]);
+                am_copy_split_row(row, offs, u, x->is_f64, tmp, 16, r);
             }
             if (flags) {
                 __mmask16 oor = ranges ? outside16(lv, tmp, 16 * item, NULL, x->is_f64, vm) : 0;
@@ -572,18 +505,18 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
             if (!x->is_f64) {
                 const float *thr = lv->thresholds + 60 * g, *tr = thr32r + 256 * g;
                 if (kmax == 4)
-                    acc = enc16xK_f32(4, src, ecs, AM_LOAD_CONTIG, zero, vm, sd, thr, tr);
+                    acc = enc16xK_f32(4, src, ecs, vm, sd, thr, tr);
                 else if (kmax == 3)
-                    acc = enc16xK_f32(3, src, ecs, AM_LOAD_CONTIG, zero, vm, sd, thr, tr);
+                    acc = enc16xK_f32(3, src, ecs, vm, sd, thr, tr);
                 else if (kmax == 2)
-                    acc = enc16xK_f32(2, src, ecs, AM_LOAD_CONTIG, zero, vm, sd, thr, tr);
+                    acc = enc16xK_f32(2, src, ecs, vm, sd, thr, tr);
                 else
-                    acc = enc16xK_f32(1, src, ecs, AM_LOAD_CONTIG, zero, vm, sd, thr, tr);
+                    acc = enc16xK_f32(1, src, ecs, vm, sd, thr, tr);
             } else {
-                acc = zero;
+                acc = _mm512_setzero_si512();
                 for (int k = 0; k < kmax; k++) {
-                    __m512i node = enc16_f64(src, item, ecs, AM_LOAD_CONTIG, _mm256_setzero_si256(),
-                                             vm, sd + 4 * k, thr64 + 16 * (4 * g + k));
+                    __m512i node = enc16_f64(src, item, ecs, vm, sd + 4 * k,
+                                             thr64 + 16 * (4 * g + k));
                     acc = _mm512_or_si512(acc, _mm512_sllv_epi32(node, _mm512_set1_epi32(8 * k)));
                 }
             }
@@ -938,16 +871,13 @@ static void v_pack(const am_level_view *lv, uint8_t *dst)
 }
 
 /* Nodes of up to 8 rows for one codebook, float32 input. */
-AM_INLINE __m256i enc8_f32(const char *xb, ptrdiff_t cs, int mode, __m256i rowoff, __m256i vm,
-                           const int32_t *sd, const float *thr)
+AM_INLINE __m256i enc8_f32(const char *xb, ptrdiff_t cs, __m256i vm, const int32_t *sd,
+                           const float *thr)
 {
     __m256i node = _mm256_setzero_si256();
     for (int l = 0; l < 4; l++) {
         const char *col = xb + (ptrdiff_t)sd[l] * cs;
-        __m256 v = mode == AM_LOAD_CONTIG
-                       ? _mm256_maskload_ps((const float *)col, vm)
-                       : _mm256_mask_i32gather_ps(_mm256_setzero_ps(), (const float *)col, rowoff,
-                                                  _mm256_castsi256_ps(vm), 1);
+        __m256 v = _mm256_maskload_ps((const float *)col, vm);
         /* thr + (1<<l) - 1 + 8 <= 15 floats of this codebook: in bounds. */
         __m256 t = l == 0 ? _mm256_set1_ps(thr[0])
                           : _mm256_permutevar8x32_ps(_mm256_loadu_ps(thr + (1 << l) - 1), node);
@@ -958,8 +888,8 @@ AM_INLINE __m256i enc8_f32(const char *xb, ptrdiff_t cs, int mode, __m256i rowof
 }
 
 /* Nodes of up to 8 rows, float64 input (two halves of 4, compared in double). */
-AM_INLINE __m256i enc8_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, int mode, __m128i rowoff4,
-                           __m256i vm, const int32_t *sd, const double *thr)
+AM_INLINE __m256i enc8_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, __m256i vm,
+                           const int32_t *sd, const double *thr)
 {
     const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
     __m128i half[2];
@@ -970,10 +900,7 @@ AM_INLINE __m256i enc8_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, int mode,
         __m256i node = _mm256_setzero_si256();
         for (int l = 0; l < 4; l++) {
             const char *col = xh + (ptrdiff_t)sd[l] * cs;
-            __m256d v = mode == AM_LOAD_CONTIG
-                            ? _mm256_maskload_pd((const double *)col, m64)
-                            : _mm256_mask_i32gather_pd(_mm256_setzero_pd(), (const double *)col,
-                                                       rowoff4, _mm256_castsi256_pd(m64), 1);
+            __m256d v = _mm256_maskload_pd((const double *)col, m64);
             __m256d t = l == 0 ? _mm256_set1_pd(thr[0])
                                : _mm256_i64gather_pd(thr + (1 << l) - 1, node, 8);
             __m256i gt = _mm256_castpd_si256(_mm256_cmp_pd(v, t, _CMP_GT_OQ));
@@ -982,6 +909,29 @@ AM_INLINE __m256i enc8_f64(const char *xb, ptrdiff_t rs, ptrdiff_t cs, int mode,
         half[h] = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(node, pick));
     }
     return _mm256_inserti128_si256(_mm256_castsi128_si256(half[0]), half[1], 1);
+}
+
+/* Codes of rows 0 .. n - 1 (n <= 32) of codebook c into dst[0 .. 32) (0 beyond n): row r
+ * of column sd[l] at xb + r * item + sd[l] * cs (rows adjacent in memory: x itself in
+ * F-order, or enc_block256's copy). */
+AM_INLINE void enc32_256(const am_level_view *lv, const char *xb, ptrdiff_t item, ptrdiff_t cs,
+                         ptrdiff_t n, const int32_t *sd, int c, uint8_t *dst)
+{
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i nodes[4];
+    for (int q = 0; q < 4; q++) {
+        ptrdiff_t left = n - 8 * q;
+        __m256i vm = _mm256_cmpgt_epi32(_mm256_set1_epi32(left < 8 ? (int)(left < 0 ? 0 : left) : 8),
+                                        lanes);
+        const char *xq = xb + 8 * q * item;
+        nodes[q] = item == 8 ? enc8_f64(xq, item, cs, vm, sd, am_thr64(lv) + 16 * c)
+                             : enc8_f32(xq, cs, vm, sd, lv->thresholds + 15 * c);
+    }
+    __m256i p01 = _mm256_packs_epi32(nodes[0], nodes[1]);
+    __m256i p23 = _mm256_packs_epi32(nodes[2], nodes[3]);
+    _mm256_storeu_si256((__m256i *)dst,
+                        _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p01, p23), fix));
 }
 
 /* Row flags of up to 32 copied rows (tmp: column j at tmp + 32 j values): bit 0 from
@@ -1032,29 +982,20 @@ static void flags256(const am_level_view *lv, const char *tmp, int is_f64, int n
 /* Encode rows [r0, r0 + nrows) into codes[(c * nsub + s) * 32 + r] = code(row 32 s + r, c).
  * Rows not adjacent in memory (row-major) are taken 32 at a time: their distinct split
  * columns are copied (byte offsets computed once per block) into the column-major
- * `tmp`, which the encoder then reads with contiguous loads; with `flags`, each row is
- * also checked for NaN / inf while it is in L1, and the copies against the calibration
- * ranges (returns 1 when it wrote the flags). */
-static int enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
-                        ptrdiff_t nrows, uint8_t *codes, uint8_t *rowcodes, char *tmp,
-                        uint8_t *flags)
+ * `tmp`, which the encoder then reads with contiguous loads; with `flags` (row-major
+ * only), each row is also checked for NaN / inf while it is in L1, and the copies
+ * against the calibration ranges. */
+static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
+                         ptrdiff_t nrows, uint8_t *codes, char *tmp, uint8_t *flags)
 {
     int C = lv->C;
     int nsub = (int)((nrows + 31) / 32);
-    ptrdiff_t rs = x->row_stride, cs = x->col_stride;
+    ptrdiff_t rs = x->row_stride, cs = x->col_stride, item = x->is_f64 ? 8 : 4;
     const char *xb = x->data + r0 * rs;
-    int mode = am_load_mode(x, 32);
-    if (mode == AM_LOAD_GATHER) {
-        const int32_t *cols = am_cols(lv);
-        int u = cols[0];
-        const int32_t *pos = cols + 1 + 4 * C;
-        ptrdiff_t item = x->is_f64 ? 8 : 4;
+    if (rs != item) {
+        const int32_t *pos = am_cols(lv) + 1 + 4 * C;
         ptrdiff_t *offs = (ptrdiff_t *)(tmp + (size_t)4 * C * 32 * 8);
-        for (int j = 0; j < u; j++)
-            offs[j] = (ptrdiff_t)cols[1 + j] * cs;
-        const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        const __m256i fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        const double *thr64 = am_thr64(lv);
+        int u = am_split_offsets(lv, cs, offs);
         for (int s = 0; s < nsub; s++) {
             int n32 = nrows - 32 * s < 32 ? (int)(nrows - 32 * s) : 32;
             uint32_t nf = 0;
@@ -1062,72 +1003,21 @@ static int enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t r
                 const char *row = xb + (32 * s + r) * rs;
                 if (flags)
                     nf |= (uint32_t)am_row_nonfinite(row, x->cols, cs, x->is_f64) << r;
-                if (x->is_f64)
-                    for (int j = 0; j < u; j++)
-                        ((double *)tmp)[32 * j + r] = am_ld64(row + offs[j]);
-                else
-                    for (int j = 0; j < u; j++)
-                        ((float *)tmp)[32 * j + r] = am_ld32(row + offs[j]);
+                am_copy_split_row(row, offs, u, x->is_f64, tmp, 32, r);
             }
             if (flags)
                 flags256(lv, tmp, x->is_f64, n32, nf, flags + 32 * s);
-            for (int c = 0; c < C; c++) {
-                const int32_t *sd = pos + 4 * c;
-                __m256i n[4];
-                for (int q = 0; q < 4; q++) {
-                    int left = n32 - 8 * q;
-                    __m256i vm = _mm256_cmpgt_epi32(
-                        _mm256_set1_epi32(left < 8 ? (left < 0 ? 0 : left) : 8), lanes);
-                    const char *xq = tmp + 8 * q * item;
-                    n[q] = x->is_f64
-                               ? enc8_f64(xq, item, 32 * item, AM_LOAD_CONTIG, _mm_setzero_si128(),
-                                          vm, sd, thr64 + 16 * c)
-                               : enc8_f32(xq, 32 * item, AM_LOAD_CONTIG, _mm256_setzero_si256(), vm,
-                                          sd, lv->thresholds + 15 * c);
-                }
-                __m256i p01 = _mm256_packs_epi32(n[0], n[1]);
-                __m256i p23 = _mm256_packs_epi32(n[2], n[3]);
-                __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p01, p23), fix);
-                _mm256_storeu_si256((__m256i *)(codes + ((size_t)c * nsub + s) * 32), b);
-            }
+            for (int c = 0; c < C; c++)
+                enc32_256(lv, tmp, item, 32 * item, n32, pos + 4 * c, c,
+                          codes + ((size_t)c * nsub + s) * 32);
         }
-        return flags != NULL;
-    }
-    if (mode == AM_LOAD_SCALAR) {
-        for (int s = 0; s < nsub; s++)
-            for (int r = 0; r < 32; r++) {
-                ptrdiff_t i = 32 * s + r;
-                if (i < nrows)
-                    am_encode_row(lv, xb + i * rs, cs, x->is_f64, rowcodes);
-                for (int c = 0; c < C; c++)
-                    codes[((size_t)c * nsub + s) * 32 + r] = i < nrows ? rowcodes[c] : 0;
-            }
-        return 0;
+        return;
     }
     /* Rows adjacent in memory (F-order): contiguous loads straight from x. */
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    const double *thr64 = am_thr64(lv);
-    for (int c = 0; c < C; c++) {
-        const int32_t *sd = lv->split_dims + 4 * c;
-        for (int s = 0; s < nsub; s++) {
-            __m256i n[4];
-            for (int q = 0; q < 4; q++) {
-                ptrdiff_t left = nrows - 32 * s - 8 * q;
-                __m256i vm = _mm256_cmpgt_epi32(_mm256_set1_epi32(left < 8 ? (int)(left < 0 ? 0 : left) : 8), lanes);
-                const char *xq = xb + (32 * s + 8 * q) * rs;
-                n[q] = x->is_f64 ? enc8_f64(xq, rs, cs, AM_LOAD_CONTIG, _mm_setzero_si128(), vm, sd,
-                                            thr64 + 16 * c)
-                                 : enc8_f32(xq, cs, AM_LOAD_CONTIG, _mm256_setzero_si256(), vm, sd,
-                                            lv->thresholds + 15 * c);
-            }
-            __m256i p01 = _mm256_packs_epi32(n[0], n[1]);
-            __m256i p23 = _mm256_packs_epi32(n[2], n[3]);
-            __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p01, p23), fix);
-            _mm256_storeu_si256((__m256i *)(codes + ((size_t)c * nsub + s) * 32), b);
-        }
-    }
-    return 0;
+    for (int c = 0; c < C; c++)
+        for (int s = 0; s < nsub; s++)
+            enc32_256(lv, xb + 32 * s * rs, rs, cs, nrows - 32 * s, lv->split_dims + 4 * c, c,
+                      codes + ((size_t)c * nsub + s) * 32);
 }
 
 /* Exact sums for 32 rows (sub-block s) and columns 4 mb .. 4 mb + 3: 16-bit sums of the
@@ -1204,10 +1094,10 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
     int nsub = (int)((nrows + 31) / 32);
     uint8_t *codes = (uint8_t *)scratch;                 /* C * nsub * 32 */
     char *tile = (char *)scratch + (size_t)C * nsub * 32; /* 8 x 4 doubles */
-    uint8_t *rowcodes = (uint8_t *)tile + 256;
-    char *tmp = (char *)rowcodes + (C + 63) / 64 * 64;    /* avx2_tmp_bytes(C) */
-    int fused = enc_block256(lv, x, r0, nrows, codes, rowcodes, tmp,
-                             flags && !codes_out && !am_flags_prepass(x) ? flags : NULL);
+    char *tmp = tile + 256;                               /* avx2_tmp_bytes(C) */
+    /* Row-major flags come from the encoder; F-order ones from the pre-pass. */
+    enc_block256(lv, x, r0, nrows, codes, tmp,
+                 flags && !codes_out && !am_flags_prepass(x) ? flags : NULL);
     if (codes_out) {
         for (ptrdiff_t i = 0; i < nrows; i++)
             for (int c = 0; c < C; c++)
@@ -1253,11 +1143,8 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
             }
         }
     }
-    if (flags) {
-        if (!am_flags_prepass(x) && !fused)
-            am_flags_generic(lv, x, r0, nrows, flags);
+    if (flags)
         am_nan_rows(out, r0, nrows, flags);
-    }
     return 0;
 }
 
@@ -1266,7 +1153,7 @@ static size_t avx2_tmp_bytes(int C) { return (size_t)4 * C * 32 * 8 + (size_t)4 
 
 static size_t avx2_scratch(int C, ptrdiff_t rows)
 {
-    return (size_t)rows * C + 256 + (size_t)(C + 63) / 64 * 64 + avx2_tmp_bytes(C) + 64;
+    return (size_t)rows * C + 256 + avx2_tmp_bytes(C) + 64;
 }
 
 static int v_encode(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads)
