@@ -259,6 +259,26 @@ def test_range_bounds_exact(variant):
             assert_bits_equal(out, want_nan_rows(x, level, np.float32))
 
 
+def check_every_layout(x, level, variant, strided_dtype, strided_view):
+    """The level on x (float64 rows) as float32 and float64, in every layout of
+    :func:`layouts`: both output dtypes with row flags against the reference, then one
+    strided output, ``strided_view`` of an (N, 2 M) ``strided_dtype`` buffer, without."""
+    N, M = x.shape[0], level.luts.shape[2]
+    for xdt in DTYPES:
+        xx = x.astype(xdt)
+        wf = want_flags(xx, level)
+        for name, xv in layouts(xx):
+            for odt in DTYPES:
+                out = np.empty((N, M), odt)
+                flags = product_flags(xv, level, out, 2, variant)
+                np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
+                assert_bits_equal(out, want_nan_rows(xx, level, odt))
+            out = strided_view(np.zeros((N, 2 * M), dtype=strided_dtype))
+            _kernels.product(xv, *args(level, variant), out, nthreads=1, variant=variant)
+            assert_bits_equal(np.ascontiguousarray(out),
+                              _reference.approx_matmul(xx, level, strided_dtype))
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("M", [15, 16, 31, 32, 33, 47, 48, 63, 64, 65, 255, 256, 257, 513])
 def test_output_widths(variant, M):
@@ -270,19 +290,7 @@ def test_output_widths(variant, M):
     fix[::4] = False
     x[fix] = 0.5
     level = with_ranges(random_level(D, M, C, rng, x), x, rng)
-    for xdt in DTYPES:
-        xx = x.astype(xdt)
-        wf = want_flags(xx, level)
-        for name, xv in layouts(xx):
-            for odt in DTYPES:
-                out = np.empty((N, M), odt)
-                flags = product_flags(xv, level, out, 2, variant)
-                np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
-                assert_bits_equal(out, want_nan_rows(xx, level, odt))
-            big = np.zeros((N, 2 * M), dtype=np.float64)
-            out = big[:, ::-2]
-            _kernels.product(xv, *args(level, variant), out, nthreads=1, variant=variant)
-            assert_bits_equal(np.ascontiguousarray(out), _reference.approx_matmul(xx, level, np.float64))
+    check_every_layout(x, level, variant, np.float64, lambda big: big[:, ::-2])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -299,18 +307,7 @@ def test_wide_outputs_both_tile_orders(variant, M, C):
     x[fix] = -0.25
     level = with_ranges(random_level(D, M, C, rng, x), x, rng)
     assert ((M + 15) // 16 * 16 * ((C + 3) // 4) * 64 > 512 * 1024) == (M >= 1040)
-    for xdt in DTYPES:
-        xx = x.astype(xdt)
-        for name, xv in layouts(xx):
-            for odt in DTYPES:
-                out = np.empty((N, M), odt)
-                flags = product_flags(xv, level, out, 2, variant)
-                np.testing.assert_array_equal(flags, want_flags(xx, level), err_msg=name)
-                assert_bits_equal(out, want_nan_rows(xx, level, odt))
-            big = np.zeros((N, 2 * M), dtype=np.float32)
-            out = big[:, ::2]
-            _kernels.product(xv, *args(level, variant), out, nthreads=1, variant=variant)
-            assert_bits_equal(np.ascontiguousarray(out), _reference.approx_matmul(xx, level, np.float32))
+    check_every_layout(x, level, variant, np.float32, lambda big: big[:, ::2])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
