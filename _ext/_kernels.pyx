@@ -286,15 +286,15 @@ cdef Py_ssize_t _run(const am_kernels *table, am_level_view *lv, object x, objec
     the rows only need to be wider than it), or -1 to check every split column.
     """
     cdef am_matrix xm, om
-    _validate(table, lv, &xm, &om, x, out, nthreads, max_split)
+    _validate(lv, &xm, &om, x, out, nthreads, max_split)
     cdef uint8_t *fl = NULL
     if flags is not None:
         fl = _flags_buffer(flags, xm.rows)
     return _run_checked(table, lv, &xm, &om, nthreads, fl)
 
 
-cdef int _validate(const am_kernels *table, am_level_view *lv, am_matrix *xm, am_matrix *om,
-                   object x, object out, int nthreads, Py_ssize_t max_split) except -1:
+cdef int _validate(am_level_view *lv, am_matrix *xm, am_matrix *om, object x, object out,
+                   int nthreads, Py_ssize_t max_split) except -1:
     """Fill the matrix views of x and out, checking them against the level."""
     _matrix(xm, x, "x", False)
     _matrix(om, out, "out", True)
@@ -370,7 +370,7 @@ cdef class PreparedLevel:
         cdef am_matrix xm, om
         cdef cnp.ndarray flags = None
         cdef uint8_t *fl = small
-        _validate(self.table, &self.lv, &xm, &om, x, out, nthreads, self.max_split)
+        _validate(&self.lv, &xm, &om, x, out, nthreads, self.max_split)
         if xm.rows > 1024:
             flags = np.empty(xm.rows, dtype=np.uint8)
             fl = <uint8_t *>cnp.PyArray_DATA(flags)
