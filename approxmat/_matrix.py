@@ -148,14 +148,20 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     np.float64(21.0)
     """
 
-    __slots__ = ("_weights", "_levels", "_warned", "_choice", "_fast", "__weakref__")
+    __slots__ = ("_weights", "_levels", "_warned", "_choice", "_fast", "_weights64",
+                 "__weakref__")
 
     def __init__(self, weights):
         self._weights = _validate_weights(weights)
         self._levels = ()
+        self._reset_caches()
+
+    def _reset_caches(self):
+        """Start the per-matrix state derived from the weights and levels afresh."""
         self._warned = set()  # one-time warnings already given by this matrix
         self._choice = {}  # tolerance -> (levels, level chosen for it)
         self._fast = {}  # (tolerance, x dtype) -> cached arguments of _fast_call
+        self._weights64 = None  # float64 weights, made by the first verified call
 
     # ------------------------------------------------------------------ the array
     @property
@@ -235,9 +241,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     def __setstate__(self, state):
         self._weights = _validate_weights(state["weights"])
         self._levels = tuple(state["levels"])
-        self._warned = set()
-        self._choice = {}
-        self._fast = {}
+        self._reset_caches()
 
     def __repr__(self):
         head = f"ApproxMatrix(shape={self.shape}, dtype={self.dtype}"
@@ -250,9 +254,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         new = object.__new__(type(self))
         new._weights = self._weights
         new._levels = tuple(levels)
-        new._warned = set()
-        new._choice = {}
-        new._fast = {}
+        new._reset_caches()
         return new
 
     # ------------------------------------------------------------------ fitting
@@ -537,7 +539,9 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         if n_nonfinite:
             rows = rows[(flags[rows] & 1) == 0]  # NaN rows are NaN in both products
         verified = len(rows)
-        exact = x2d[rows].astype(np.float64) @ self._weights.astype(np.float64)
+        if self._weights64 is None:  # the weights never change: convert them once
+            self._weights64 = np.asarray(self._weights, dtype=np.float64)
+        exact = x2d[rows].astype(np.float64) @ self._weights64
         estimate, bound = _budget.estimate_error(y2d[rows], exact, nrows - n_nonfinite)
         tolerance = config.tolerance
         if tolerance is None or bound <= tolerance:
