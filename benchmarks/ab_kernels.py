@@ -3,7 +3,7 @@ installed one, in one process, interleaved, minimum of the repetitions, one thre
 
 Run::
 
-    python benchmarks/ab_kernels.py OLD_KERNELS_SO [--reps 15] [--variant avx512]
+    python benchmarks/ab_kernels.py OLD_KERNELS_SO [--reps 15] [--variant avx512] [--flags]
 
 ``OLD_KERNELS_SO`` is the ``_kernels*.so`` of an earlier build, for example taken from a
 wheel of an older commit::
@@ -36,6 +36,8 @@ CONFIGS = [
     (100_000, 512, 10, 16),
     (10_000, 512, 33, 16),
     (10_000, 512, 100, 16),
+    (100_000, 512, 100, 16),
+    (100_000, 512, 100, 32),
     (10_000, 512, 512, 32),
     (10_000, 512, 1024, 32),
     (8192, 768, 3072, 64),
@@ -55,17 +57,20 @@ def main(argv=None):
     parser.add_argument("old", help="path of the earlier build's _kernels extension")
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--variant", default=None, help="kernel variant (default: best)")
+    parser.add_argument("--flags", action="store_true",
+                        help="also compute row flags, as the package's calls do")
     args = parser.parse_args(argv)
     old = load_build(args.old)
     rng = np.random.default_rng(0)
     print(f"variant {args.variant or installed.selected_variant()}; minimum of {args.reps} "
-          f"interleaved repetitions; 1 thread; ms")
+          f"interleaved repetitions; 1 thread; {'with' if args.flags else 'no'} row flags; ms")
     print(f"{'N':>7} {'D':>4} {'M':>5} {'C':>3} {'x':>2} | {'before':>8} {'after':>8} {'ratio':>6}")
     for N, D, M, C in CONFIGS:
         xc = rng.standard_normal((N, D)).astype(np.float32)
         layouts = {"C": xc, "F": np.asfortranarray(xc)}
         level = random_level(D, M, C, rng, xc)
         out = np.empty((N, M), np.float32)
+        flags = np.empty(N, np.uint8) if args.flags else None
         calls = {}
         for name, build in (("before", old), ("after", installed)):
             packed = build.pack(level.split_dims, level.thresholds, level.luts, level.scale,
@@ -74,7 +79,7 @@ def main(argv=None):
                      packed)
             for lay, x in layouts.items():
                 calls[lay, name] = (
-                    lambda b=build, k=kargs, x=x: b.product(x, *k, out, 1, args.variant))
+                    lambda b=build, k=kargs, x=x: b.product(x, *k, out, 1, args.variant, flags))
         samples = {key: [] for key in calls}
         for fn in calls.values():
             fn()

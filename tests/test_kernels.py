@@ -364,10 +364,11 @@ def test_level_thresholds_not_reused(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("C", [17, 32, 64, 256])
-def test_sums_above_127_exact(variant, C):
+@pytest.mark.parametrize("M", [5, 100, 255])  # AVX-512: vpermb tiles, sums along M
+def test_sums_above_127_exact(variant, C, M):
     """Table entries >= 128 and sums far above 127 (sign extension in the reference)."""
     rng = np.random.default_rng(C)
-    N, D, M = 65, 40, 5
+    N, D = 65, 40
     x = rng.standard_normal((N, D)).astype(np.float32)
     level = random_level(D, M, C, rng, x)
     luts = np.full((C, 16, M), 255, np.uint8)

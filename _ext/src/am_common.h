@@ -291,6 +291,73 @@ AM_INLINE void am_copy_split_row(const char *row, const ptrdiff_t *offs, int u, 
             ((float *)tmp)[j * ld + r] = am_ld32(row + offs[j]);
 }
 
+/* Software prefetch (towards L2) of whole rows, for inputs whose rows are runs of
+ * adjacent values (C-order and row views): a block of rows [r0, r0 + n) prefetches the
+ * rows [r0 + d, r0 + d + n), a few lines at a time, from its encoder and (am_pf_split)
+ * from its table sums, so that memory keeps streaming while the tables are summed. */
+typedef struct {
+    const char *base;  /* x->data */
+    ptrdiff_t rs;      /* row stride, bytes */
+    ptrdiff_t bytes;   /* bytes per row */
+    ptrdiff_t r, rend; /* next row to prefetch, end of the range */
+    ptrdiff_t off;     /* next byte offset in row r */
+} am_pf;
+
+AM_UNUSED static void am_pf_init(am_pf *p, const am_matrix *x, ptrdiff_t r0, ptrdiff_t nrows,
+                                 ptrdiff_t d)
+{
+    ptrdiff_t item = x->is_f64 ? 8 : 4;
+    p->base = x->data;
+    p->rs = x->row_stride;
+    p->bytes = x->cols * item;
+    p->off = 0;
+    p->r = p->rend = 0;
+#if defined(__GNUC__) && !defined(AM_NO_PREFETCH)
+    if (x->col_stride != item || x->row_stride == item || p->bytes <= 0)
+        return; /* not row runs: nothing to do here */
+    p->r = r0 + d;
+    p->rend = r0 + d + nrows < x->rows ? r0 + d + nrows : x->rows;
+#else
+    (void)r0;
+    (void)nrows;
+    (void)d;
+#endif
+}
+
+/* Lines per row. */
+AM_INLINE ptrdiff_t am_pf_row_lines(const am_pf *p) { return (p->bytes + 63) / 64; }
+
+/* Lines still to prefetch. */
+AM_INLINE ptrdiff_t am_pf_left(const am_pf *p)
+{
+    return p->r < p->rend ? (p->rend - p->r) * am_pf_row_lines(p) - p->off / 64 : 0;
+}
+
+/* Prefetch the next n lines or so of the range (a row's last line is added when the row
+ * does not start on a line). */
+AM_INLINE void am_pf_lines(am_pf *p, ptrdiff_t n)
+{
+#if defined(__GNUC__) && !defined(AM_NO_PREFETCH)
+    while (n > 0 && p->r < p->rend) {
+        const char *row = p->base + p->r * p->rs;
+        ptrdiff_t end = p->off + 64 * n < p->bytes ? p->off + 64 * n : p->bytes;
+        for (ptrdiff_t o = p->off; o < end; o += 64)
+            __builtin_prefetch(row + o, 0, 2);
+        n -= (end - p->off + 63) / 64;
+        if (end < p->bytes) {
+            p->off = end;
+        } else {
+            __builtin_prefetch(row + p->bytes - 1, 0, 2);
+            p->off = 0;
+            p->r++;
+        }
+    }
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 /* Prefetch (towards L2) the lines of the split columns of rows [r0, r0 + nrows), so that
  * memory keeps streaming while the previous rows' table sums run. */
 AM_UNUSED static void am_prefetch_rows(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,

@@ -137,15 +137,35 @@ static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out
 }
 #endif
 
+
+/* Software prefetch distance (am_pf), in rows ahead of the encoder, and for the sums
+ * along M the bytes of rows ahead beyond half a block. */
 #ifndef AM_PF_ROWS
 #define AM_PF_ROWS 16
 #endif
-#ifndef AM_PF_HINT
-#define AM_PF_HINT _MM_HINT_T1
+#ifndef AM_PF_AHEAD_BYTES
+#define AM_PF_AHEAD_BYTES (64 * 1024)
 #endif
-#ifndef AM_PF_STEP
-#define AM_PF_STEP 64
+/* AVX2: the table sums share the prefetch from this many outputs on. */
+#ifndef AM_PF_SPLIT_MIN_M
+#define AM_PF_SPLIT_MIN_M 48
 #endif
+
+/* Start the prefetch of the rows ahead of block [r0, r0 + nrows) (am_pf); split: the
+ * block's table sums take about as long as its encoder, so the prefetch runs one block
+ * ahead and is shared between the two (half of each row's lines per encoded row, the
+ * rest during the sums); otherwise AM_PF_ROWS rows ahead of the encoder. Returns the
+ * lines to prefetch per encoded row. */
+AM_INLINE ptrdiff_t am_pf_start(am_pf *pf, const am_matrix *x, ptrdiff_t r0, ptrdiff_t nrows,
+                                int split)
+{
+    ptrdiff_t row_bytes = (ptrdiff_t)x->cols * (x->is_f64 ? 8 : 4), ahead = AM_PF_ROWS;
+    if (split && row_bytes > 0)
+        ahead = nrows / 2 + (AM_PF_AHEAD_BYTES + row_bytes - 1) / row_bytes;
+    am_pf_init(pf, x, r0, nrows, ahead);
+    ptrdiff_t lines = am_pf_row_lines(pf);
+    return split ? (lines + 1) / 2 : lines;
+}
 
 /* =================================================================================
  * AVX-512 (BW, VL, DQ, VBMI, VNNI)
@@ -175,15 +195,9 @@ static size_t v_row_tables_offset(int C, int M)
 #endif
 AM_INLINE int v_row_path(int M) { return M >= AM_ROW_MIN_M && M <= AM_ROW_MAX_M; }
 
-#ifndef AM_ROW_U16
-#define AM_ROW_U16 0 /* 1: row tables widened to u16 (one vpaddw with a memory operand per 32 sums);
-                      * measured no faster than u8 + vpmovzxbw on Zen 4, at twice the memory */
-#endif
-#define AM_ROW_ITEM (AM_ROW_U16 ? 2 : 1)
-
 static size_t v_row_tables_bytes(int C, int M)
 {
-    return v_row_path(M) ? am_mpad(C, 4) * 16 * am_mpad(M, 32) * AM_ROW_ITEM : 0;
+    return v_row_path(M) ? am_mpad(C, 4) * 16 * am_mpad(M, 64) : 0;
 }
 
 static size_t v_packed_bytes(int C, int M)
@@ -194,7 +208,7 @@ static size_t v_packed_bytes(int C, int M)
 static void v_pack(const am_level_view *lv, uint8_t *dst)
 {
     int C = lv->C, M = lv->M, G = (C + 3) / 4;
-    size_t Mp = am_mpad(M, 32);
+    size_t Mp = am_mpad(M, 64);
     am_pack_common(lv, dst);
     uint8_t *t = dst + am_tables_offset(C, M);
     uint8_t *rt = dst + v_row_tables_offset(C, M);
@@ -207,11 +221,7 @@ static void v_pack(const am_level_view *lv, uint8_t *dst)
             for (int m = 0; m < M; m++)
                 t[((size_t)m * G + c / 4) * 64 + (c % 4) * 16 + am_bitrev(k, 4)] = src[m];
             for (int m = 0; rows && m < M; m++) {
-                size_t at = ((size_t)c * 16 + am_bitrev(k, 4)) * Mp + m;
-                if (AM_ROW_U16)
-                    ((uint16_t *)rt)[at] = src[m];
-                else
-                    rt[at] = src[m];
+                rt[((size_t)c * 16 + am_bitrev(k, 4)) * Mp + m] = src[m];
             }
         }
 }
@@ -451,7 +461,8 @@ static int flags512_block(const am_level_view *lv, const am_matrix *x, am_matrix
  * are read in place with contiguous loads; otherwise the split columns of each 16 rows
  * are first copied, in address order, into a small column-major buffer `tmp`. */
 static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
-                         ptrdiff_t nrows, uint8_t *codes, char *tmp, uint8_t *flags)
+                         ptrdiff_t nrows, uint8_t *codes, char *tmp, uint8_t *flags, am_pf *pf,
+                         ptrdiff_t pf_per_row)
 {
     int C = lv->C, G = (C + 3) / 4;
     int nsub = (int)((nrows + 15) / 16);
@@ -473,18 +484,12 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
         __mmask16 vm = (__mmask16)((1u << nv) - 1);
         const char *src = xb + 16 * s * rs;
         if (!contig) {
-            /* Row by row: prefetch the row AM_PF_ROWS ahead (towards L2), scan this row for
-             * NaN / inf (flags only) and copy its split columns while it is in L1. */
+            /* Row by row: prefetch rows ahead (pf), scan this row for NaN / inf (flags
+             * only) and copy its split columns while it is in L1. */
             __mmask16 nf = 0;
             for (int r = 0; r < nv; r++) {
                 const char *row = src + r * rs;
-#ifndef AM_NO_PREFETCH
-                if (cs == item) {
-                    const char *ahead = row + AM_PF_ROWS * rs;
-                    for (ptrdiff_t o = 0; o < x->cols * item; o += AM_PF_STEP)
-                        _mm_prefetch(ahead + o, AM_PF_HINT);
-                }
-#endif
+                am_pf_lines(pf, pf_per_row);
                 if (flags) {
                     int bad = cs == item ? row_nonfinite512(row, x->cols, x->is_f64)
                                          : am_row_nonfinite(row, x->cols, cs, x->is_f64);
@@ -626,26 +631,42 @@ AM_INLINE void emit512_tile(const am_level_view *lv, __m512i acc[16], am_matrix 
 }
 
 /* acc[i] (32 u16 lanes) = exact sums over codebooks of the table row bytes
- * T[row(c)][32 i .. 32 i + 31] of row n of the block; T already offset to the tile. */
-AM_INLINE void rowsums512(int NA, const uint8_t *codes, int nsub, int G, ptrdiff_t n,
+ * T[row(c)][32 i .. 32 i + 31] of row n of the block, for i < 2 NB; T already offset to
+ * the tile, rows Mp (a multiple of 64) bytes apart.
+ *
+ * No byte is widened in the loop (vpmovzxbw is a 512-bit shuffle, two cycles each on
+ * Zen 4). Each 64-byte chunk v of a table row is added as 32 u16 words, lo + 256 hi,
+ * into A (mod 2^16), and its high bytes v >> 8 into H. H is exact (at most 255 C), and
+ * so is A - 256 H = sum of the low bytes (mod 2^16, below 2^16 for C <= 257). One
+ * vpermt2w per 32 outputs then puts the even (low) and odd (high) columns in order. */
+AM_INLINE void rowsums512(int NB, const uint8_t *codes, int nsub, int G, ptrdiff_t n,
                           const uint8_t *T, size_t Mp, __m512i acc[8])
 {
-    for (int i = 0; i < NA; i++)
-        acc[i] = _mm512_setzero_si512();
+    __m512i A[4], H[4];
+    for (int b = 0; b < NB; b++)
+        A[b] = H[b] = _mm512_setzero_si512();
     const uint8_t *cb = codes + (size_t)(n >> 4) * 64 + (size_t)(n & 15) * 4;
     for (int g = 0; g < G; g++) {
         uint32_t w;
         memcpy(&w, cb + (size_t)g * nsub * 64, 4);
         const uint8_t *Tg = T + (size_t)g * 64 * Mp;
-        /* (Mp and T in bytes of the row tables: Mp = padded M * AM_ROW_ITEM) */
         for (int k = 0; k < 4; k++) {
             const uint8_t *p = Tg + (size_t)((w >> (8 * k)) & 0xFF) * Mp;
-            for (int i = 0; i < NA; i++)
-                acc[i] = _mm512_add_epi16(
-                    acc[i], AM_ROW_U16 ? _mm512_loadu_si512((const void *)(p + 64 * i))
-                                       : _mm512_cvtepu8_epi16(_mm256_loadu_si256(
-                                             (const __m256i *)(p + 32 * i))));
+            for (int b = 0; b < NB; b++) {
+                __m512i v = _mm512_loadu_si512((const void *)(p + 64 * b));
+                A[b] = _mm512_add_epi16(A[b], v);
+                H[b] = _mm512_add_epi16(H[b], _mm512_srli_epi16(v, 8));
+            }
         }
+    }
+    /* word m of the result: column m of the chunk, from L (m even) or H (m odd) */
+    const __m512i lo_idx = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                            39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i hi_idx = _mm512_add_epi16(lo_idx, _mm512_set1_epi16(16));
+    for (int b = 0; b < NB; b++) {
+        __m512i L = _mm512_sub_epi16(A[b], _mm512_slli_epi16(H[b], 8));
+        acc[2 * b] = _mm512_permutex2var_epi16(L, lo_idx, H[b]);
+        acc[2 * b + 1] = _mm512_permutex2var_epi16(L, hi_idx, H[b]);
     }
 }
 
@@ -703,10 +724,11 @@ AM_INLINE void rowstore512(int NA, const __m512i acc[8], const am_level_view *lv
 
 /* Sums along M for rows [r0, r0 + nrows) of the block (codes from enc_block512). */
 static void rowpath512(const am_level_view *lv, const uint8_t *codes, int nsub, am_matrix *out,
-                       ptrdiff_t r0, ptrdiff_t nrows, char *tile)
+                       ptrdiff_t r0, ptrdiff_t nrows, char *tile, am_pf *pf)
 {
+    ptrdiff_t pf_per_row = (am_pf_left(pf) + nrows - 1) / nrows;
     int C = lv->C, M = lv->M, G = (C + 3) / 4;
-    size_t Mp = am_mpad(M, 32) * AM_ROW_ITEM;
+    size_t Mp = am_mpad(M, 64);
     const uint8_t *T = lv->packed + v_row_tables_offset(C, M);
     int item = out->is_f64 ? 8 : 4;
     /* Large outputs, one tile, rows adjacent: 16 rows at a time are dequantised into a
@@ -723,9 +745,10 @@ static void rowpath512(const am_level_view *lv, const uint8_t *codes, int nsub, 
             for (int i = 0; i < nr; i++) {
                 __m512i acc[8];
                 char *orow = stage + (size_t)i * M * item;
+                am_pf_lines(pf, pf_per_row);
 #define AM_ROWCASE(K)                                                                          \
     case K:                                                                                    \
-        rowsums512(K, codes, nsub, G, n0 + i, Tt, Mp, acc);                                    \
+        rowsums512((K + 1) / 2, codes, nsub, G, n0 + i, Tt, Mp, acc);                          \
         rowstore512(K, acc, lv, 0, M, orow, item, out->is_f64, tile);                          \
         break;
                 switch (NA) {
@@ -751,13 +774,14 @@ static void rowpath512(const am_level_view *lv, const uint8_t *codes, int nsub, 
     for (int m0 = 0; m0 < M; m0 += AM_ROW_MT) {
         int ncols = M - m0 < AM_ROW_MT ? M - m0 : AM_ROW_MT;
         int NA = (ncols + 31) / 32;
-        const uint8_t *Tt = T + (size_t)m0 * AM_ROW_ITEM;
+        const uint8_t *Tt = T + m0;
         for (ptrdiff_t n = 0; n < nrows; n++) {
             __m512i acc[8];
             char *orow = out->data + (r0 + n) * out->row_stride + (ptrdiff_t)m0 * out->col_stride;
+            am_pf_lines(pf, pf_per_row);
 #define AM_ROWCASE(K)                                                                          \
     case K:                                                                                    \
-        rowsums512(K, codes, nsub, G, n, Tt, Mp, acc);                                         \
+        rowsums512((K + 1) / 2, codes, nsub, G, n, Tt, Mp, acc);                               \
         rowstore512(K, acc, lv, m0, ncols, orow, out->col_stride, out->is_f64, tile);          \
         break;
             switch (NA) {
@@ -778,7 +802,9 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
     uint8_t *codes = (uint8_t *)scratch;                     /* nsub * G * 64 */
     char *tile = (char *)scratch + (size_t)nsub * G * 64;    /* 16 x 4 or 256 doubles */
     char *tmp = tile + 8 * AM_ROW_MT + 16 * 8 * AM_ROW_MT;   /* 4 C x 16 doubles */
-    enc_block512(lv, x, r0, nrows, codes, tmp, codes_out ? NULL : flags);
+    am_pf pf; /* the sums along M share the prefetch of the rows ahead */
+    ptrdiff_t pf_per_row = am_pf_start(&pf, x, r0, nrows, v_row_path(lv->M) && !codes_out);
+    enc_block512(lv, x, r0, nrows, codes, tmp, codes_out ? NULL : flags, &pf, pf_per_row);
     if (codes_out) {
         for (ptrdiff_t i = 0; i < nrows; i++)
             for (int c = 0; c < C; c++)
@@ -792,7 +818,7 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
     if (x->row_stride == (x->is_f64 ? 8 : 4)) /* F-order: the next block's split columns */
         am_prefetch_rows(lv, x, r0 + nrows, nrows);
     if (v_row_path(lv->M)) {
-        rowpath512(lv, codes, nsub, out, r0, nrows, tile);
+        rowpath512(lv, codes, nsub, out, r0, nrows, tile, &pf);
         if (flags)
             am_nan_rows(out, r0, nrows, flags);
         return 0;
@@ -986,7 +1012,8 @@ static void flags256(const am_level_view *lv, const char *tmp, int is_f64, int n
  * only), each row is also checked for NaN / inf while it is in L1, and the copies
  * against the calibration ranges. */
 static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
-                         ptrdiff_t nrows, uint8_t *codes, char *tmp, uint8_t *flags)
+                         ptrdiff_t nrows, uint8_t *codes, char *tmp, uint8_t *flags, am_pf *pf,
+                         ptrdiff_t pf_per_row)
 {
     int C = lv->C;
     int nsub = (int)((nrows + 31) / 32);
@@ -1001,6 +1028,7 @@ static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
             uint32_t nf = 0;
             for (int r = 0; r < n32; r++) {
                 const char *row = xb + (32 * s + r) * rs;
+                am_pf_lines(pf, pf_per_row);
                 if (flags)
                     nf |= (uint32_t)am_row_nonfinite(row, x->cols, cs, x->is_f64) << r;
                 am_copy_split_row(row, offs, u, x->is_f64, tmp, 32, r);
@@ -1043,7 +1071,7 @@ AM_INLINE void sums256(const uint8_t *codes, int nsub, int s, const uint8_t *T, 
 /* Store 8 rows x 4 columns (int32 sums g[j], rows in lanes), dequantised. */
 AM_INLINE void store256_rows8(const __m256i g[4], int out_f64, const float *s32, const float *o32,
                               const double *s64, const double *o64, char *dst, ptrdiff_t drs,
-                              int nv, __m128i cm32, __m256i cm64)
+                              int nv, int full, __m128i cm32, __m256i cm64)
 {
     if (!out_f64) {
         __m256 f[4];
@@ -1061,7 +1089,10 @@ AM_INLINE void store256_rows8(const __m256i g[4], int out_f64, const float *s32,
         q[3] = _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3));
         for (int i = 0; i < nv; i++) {
             __m128 v = i < 4 ? _mm256_castps256_ps128(q[i & 3]) : _mm256_extractf128_ps(q[i & 3], 1);
-            _mm_maskstore_ps((float *)(dst + i * drs), cm32, v);
+            if (full) /* masked stores are slow on AMD (microcoded) */
+                _mm_storeu_ps((float *)(dst + i * drs), v);
+            else
+                _mm_maskstore_ps((float *)(dst + i * drs), cm32, v);
         }
     } else {
         for (int h = 0; h < 2; h++) {
@@ -1080,8 +1111,12 @@ AM_INLINE void store256_rows8(const __m256i g[4], int out_f64, const float *s32,
             rows[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
             rows[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
             rows[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
-            for (int i = 0; i < 4 && 4 * h + i < nv; i++)
-                _mm256_maskstore_pd((double *)(dst + (4 * h + i) * drs), cm64, rows[i]);
+            for (int i = 0; i < 4 && 4 * h + i < nv; i++) {
+                if (full)
+                    _mm256_storeu_pd((double *)(dst + (4 * h + i) * drs), rows[i]);
+                else
+                    _mm256_maskstore_pd((double *)(dst + (4 * h + i) * drs), cm64, rows[i]);
+            }
         }
     }
 }
@@ -1096,8 +1131,10 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
     char *tile = (char *)scratch + (size_t)C * nsub * 32; /* 8 x 4 doubles */
     char *tmp = tile + 256;                               /* avx2_tmp_bytes(C) */
     /* Row-major flags come from the encoder; F-order ones from the pre-pass. */
+    am_pf pf; /* the table sums share the prefetch of the rows ahead when M is large */
+    ptrdiff_t pf_per_row = am_pf_start(&pf, x, r0, nrows, M >= AM_PF_SPLIT_MIN_M && !codes_out);
     enc_block256(lv, x, r0, nrows, codes, tmp,
-                 flags && !codes_out && !am_flags_prepass(x) ? flags : NULL);
+                 flags && !codes_out && !am_flags_prepass(x) ? flags : NULL, &pf, pf_per_row);
     if (codes_out) {
         for (ptrdiff_t i = 0; i < nrows; i++)
             for (int c = 0; c < C; c++)
@@ -1108,6 +1145,7 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
     int nmb = (int)(am_mpad(M, 4) / 4);
     int item = out->is_f64 ? 8 : 4;
     int direct = out->col_stride == item;
+    ptrdiff_t pf_per_step = (am_pf_left(&pf) + (ptrdiff_t)nmb * nsub - 1) / ((ptrdiff_t)nmb * nsub);
     for (int mb = 0; mb < nmb; mb++) {
         const uint8_t *T = tables + (size_t)mb * 4 * C * 16;
         int m0 = 4 * mb, ncols = M - m0 < 4 ? M - m0 : 4;
@@ -1115,6 +1153,7 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
         __m256i cm64 = _mm256_cvtepi32_epi64(cm32);
         for (int s = 0; s < nsub; s++) {
             __m256i lo[4], hi[4];
+            am_pf_lines(&pf, pf_per_step);
             sums256(codes, nsub, s, T, C, lo, hi);
             /* Rows 0-7 | 16-23 in A, rows 8-15 | 24-31 in B (16-bit). */
             __m256i A[4], B[4];
@@ -1137,7 +1176,8 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
                 char *d = direct ? dst : tile;
                 ptrdiff_t drs = direct ? out->row_stride : 4 * item;
                 store256_rows8(g, out->is_f64, am_scale32(lv) + m0, am_offset32(lv) + m0,
-                               am_scale64(lv) + m0, am_offset64(lv) + m0, d, drs, nv, cm32, cm64);
+                               am_scale64(lv) + m0, am_offset64(lv) + m0, d, drs, nv, ncols == 4, cm32,
+                               cm64);
                 if (!direct)
                     am_copy_tile(tile, drs, nv, ncols, dst, out->row_stride, out->col_stride, item);
             }
