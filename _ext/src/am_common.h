@@ -292,9 +292,9 @@ AM_INLINE void am_copy_split_row(const char *row, const ptrdiff_t *offs, int u, 
 }
 
 /* Software prefetch (towards L2) of whole rows, for inputs whose rows are runs of
- * adjacent values (C-order and row views): a block of rows [r0, r0 + n) prefetches the
- * rows [r0 + d, r0 + d + n), a few lines at a time, from its encoder and (am_pf_split)
- * from its table sums, so that memory keeps streaming while the tables are summed. */
+ * adjacent values (C-order and row views), a few lines at a time from the encoder and,
+ * for split prefetches, from the table sums, so that memory keeps streaming while the
+ * tables are summed. */
 typedef struct {
     const char *base;  /* x->data */
     ptrdiff_t rs;      /* row stride, bytes */
@@ -303,8 +303,26 @@ typedef struct {
     ptrdiff_t off;     /* next byte offset in row r */
 } am_pf;
 
-AM_UNUSED static void am_pf_init(am_pf *p, const am_matrix *x, ptrdiff_t r0, ptrdiff_t nrows,
-                                 ptrdiff_t d)
+/* Lines per row. */
+AM_INLINE ptrdiff_t am_pf_row_lines(const am_pf *p) { return (p->bytes + 63) / 64; }
+
+/* Distance of the prefetch, in rows ahead of the encoder; for a split prefetch, the
+ * bytes of rows ahead beyond half a block. */
+#ifndef AM_PF_ROWS
+#define AM_PF_ROWS 16
+#endif
+#ifndef AM_PF_AHEAD_BYTES
+#define AM_PF_AHEAD_BYTES (64 * 1024)
+#endif
+
+/* Set up the prefetch for block [r0, r0 + nrows): the rows [r0 + d, r0 + d + nrows).
+ * split: the block's table sums take about as long as its encoder, so the prefetch runs
+ * one block ahead (d = nrows / 2 + AM_PF_AHEAD_BYTES of rows) and is shared between the
+ * two: half of each row's lines per encoded row, the rest during the sums (am_pf_left).
+ * Otherwise d = AM_PF_ROWS and the encoder prefetches whole rows. Returns the lines to
+ * prefetch per encoded row. */
+AM_UNUSED static ptrdiff_t am_pf_init(am_pf *p, const am_matrix *x, ptrdiff_t r0,
+                                      ptrdiff_t nrows, int split)
 {
     ptrdiff_t item = x->is_f64 ? 8 : 4;
     p->base = x->data;
@@ -314,18 +332,19 @@ AM_UNUSED static void am_pf_init(am_pf *p, const am_matrix *x, ptrdiff_t r0, ptr
     p->r = p->rend = 0;
 #if defined(__GNUC__) && !defined(AM_NO_PREFETCH)
     if (x->col_stride != item || x->row_stride == item || p->bytes <= 0)
-        return; /* not row runs: nothing to do here */
+        return 0; /* not row runs: nothing to do here */
+    ptrdiff_t d = split ? nrows / 2 + (AM_PF_AHEAD_BYTES + p->bytes - 1) / p->bytes : AM_PF_ROWS;
     p->r = r0 + d;
     p->rend = r0 + d + nrows < x->rows ? r0 + d + nrows : x->rows;
+    ptrdiff_t lines = am_pf_row_lines(p);
+    return split ? (lines + 1) / 2 : lines;
 #else
     (void)r0;
     (void)nrows;
-    (void)d;
+    (void)split;
+    return 0;
 #endif
 }
-
-/* Lines per row. */
-AM_INLINE ptrdiff_t am_pf_row_lines(const am_pf *p) { return (p->bytes + 63) / 64; }
 
 /* Lines still to prefetch. */
 AM_INLINE ptrdiff_t am_pf_left(const am_pf *p)
@@ -358,8 +377,9 @@ AM_INLINE void am_pf_lines(am_pf *p, ptrdiff_t n)
 #endif
 }
 
-/* Prefetch (towards L2) the lines of the split columns of rows [r0, r0 + nrows), so that
- * memory keeps streaming while the previous rows' table sums run. */
+/* F-order input (rows adjacent, row stride = item size): prefetch (towards L2) the
+ * lines of the split columns of rows [r0, r0 + nrows), so that memory keeps streaming
+ * while the previous rows' table sums run. */
 AM_UNUSED static void am_prefetch_rows(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
                              ptrdiff_t nrows)
 {
@@ -372,25 +392,10 @@ AM_UNUSED static void am_prefetch_rows(const am_level_view *lv, const am_matrix 
     int u = cols[0];
     const int32_t *list = cols + 1;
     ptrdiff_t item = x->is_f64 ? 8 : 4;
-    ptrdiff_t rs = x->row_stride, cs = x->col_stride;
-    if (rs == item) { /* columns are contiguous runs of rows */
-        for (int j = 0; j < u; j++) {
-            const char *p = x->data + r0 * rs + list[j] * cs;
-            for (ptrdiff_t b = 0; b < nrows * item; b += 64)
-                __builtin_prefetch(p + b, 0, 2);
-        }
-        return;
-    }
-    for (ptrdiff_t r = r0; r < r0 + nrows; r++) {
-        const char *row = x->data + r * rs;
-        uintptr_t last = (uintptr_t)-1;
-        for (int j = 0; j < u; j++) {
-            const char *p = row + list[j] * cs;
-            uintptr_t line = (uintptr_t)p >> 6;
-            if (line != last)
-                __builtin_prefetch(p, 0, 2);
-            last = line;
-        }
+    for (int j = 0; j < u; j++) {
+        const char *p = x->data + r0 * item + list[j] * x->col_stride;
+        for (ptrdiff_t b = 0; b < nrows * item; b += 64)
+            __builtin_prefetch(p + b, 0, 2);
     }
 #else
     (void)lv; (void)x; (void)r0; (void)nrows;

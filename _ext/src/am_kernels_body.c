@@ -137,36 +137,6 @@ static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out
 }
 #endif
 
-
-/* Software prefetch distance (am_pf), in rows ahead of the encoder, and for the sums
- * along M the bytes of rows ahead beyond half a block. */
-#ifndef AM_PF_ROWS
-#define AM_PF_ROWS 16
-#endif
-#ifndef AM_PF_AHEAD_BYTES
-#define AM_PF_AHEAD_BYTES (64 * 1024)
-#endif
-/* AVX2: the table sums share the prefetch from this many outputs on. */
-#ifndef AM_PF_SPLIT_MIN_M
-#define AM_PF_SPLIT_MIN_M 48
-#endif
-
-/* Start the prefetch of the rows ahead of block [r0, r0 + nrows) (am_pf); split: the
- * block's table sums take about as long as its encoder, so the prefetch runs one block
- * ahead and is shared between the two (half of each row's lines per encoded row, the
- * rest during the sums); otherwise AM_PF_ROWS rows ahead of the encoder. Returns the
- * lines to prefetch per encoded row. */
-AM_INLINE ptrdiff_t am_pf_start(am_pf *pf, const am_matrix *x, ptrdiff_t r0, ptrdiff_t nrows,
-                                int split)
-{
-    ptrdiff_t row_bytes = (ptrdiff_t)x->cols * (x->is_f64 ? 8 : 4), ahead = AM_PF_ROWS;
-    if (split && row_bytes > 0)
-        ahead = nrows / 2 + (AM_PF_AHEAD_BYTES + row_bytes - 1) / row_bytes;
-    am_pf_init(pf, x, r0, nrows, ahead);
-    ptrdiff_t lines = am_pf_row_lines(pf);
-    return split ? (lines + 1) / 2 : lines;
-}
-
 /* =================================================================================
  * AVX-512 (BW, VL, DQ, VBMI, VNNI)
  * ================================================================================= */
@@ -803,7 +773,7 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
     char *tile = (char *)scratch + (size_t)nsub * G * 64;    /* 16 x 4 or 256 doubles */
     char *tmp = tile + 8 * AM_ROW_MT + 16 * 8 * AM_ROW_MT;   /* 4 C x 16 doubles */
     am_pf pf; /* the sums along M share the prefetch of the rows ahead */
-    ptrdiff_t pf_per_row = am_pf_start(&pf, x, r0, nrows, v_row_path(lv->M) && !codes_out);
+    ptrdiff_t pf_per_row = am_pf_init(&pf, x, r0, nrows, v_row_path(lv->M) && !codes_out);
     enc_block512(lv, x, r0, nrows, codes, tmp, codes_out ? NULL : flags, &pf, pf_per_row);
     if (codes_out) {
         for (ptrdiff_t i = 0; i < nrows; i++)
@@ -875,6 +845,11 @@ static int v_product(const am_level_view *lv, const am_matrix *x, am_matrix *out
  * AVX2
  * ================================================================================= */
 #if AM_ISA == 1
+/* AVX2: the table sums share the prefetch of the rows ahead (am_pf_init, split) from
+ * this many outputs on. */
+#ifndef AM_PF_SPLIT_MIN_M
+#define AM_PF_SPLIT_MIN_M 48
+#endif
 
 /* Packed tables: [Mp4][C][16] bytes, entry code = luts[c, code, m]. */
 static size_t v_packed_bytes(int C, int M)
@@ -1132,7 +1107,7 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
     char *tmp = tile + 256;                               /* avx2_tmp_bytes(C) */
     /* Row-major flags come from the encoder; F-order ones from the pre-pass. */
     am_pf pf; /* the table sums share the prefetch of the rows ahead when M is large */
-    ptrdiff_t pf_per_row = am_pf_start(&pf, x, r0, nrows, M >= AM_PF_SPLIT_MIN_M && !codes_out);
+    ptrdiff_t pf_per_row = am_pf_init(&pf, x, r0, nrows, M >= AM_PF_SPLIT_MIN_M && !codes_out);
     enc_block256(lv, x, r0, nrows, codes, tmp,
                  flags && !codes_out && !am_flags_prepass(x) ? flags : NULL, &pf, pf_per_row);
     if (codes_out) {
