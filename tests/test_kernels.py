@@ -221,6 +221,34 @@ def test_nonfinite_in_every_column(variant, D):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("N", [1, 31, 33, 100])
+def test_flags_written_for_own_rows_only(variant, N):
+    """Calibrated ranges that exclude 0 (the value a masked load gives past the last row):
+    every row in range gets flag 0, and no byte past the flags array is written, for each
+    layout (the F-order pre-pass checks the ranges down each column run) and thread count."""
+    rng = np.random.default_rng(N)
+    D, C, M = 21, 5, 7
+    level = random_level(D, M, C, rng)
+    level = Level(level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
+                  split_low=np.full((C, 4), 1.0, np.float32),
+                  split_high=np.full((C, 4), 2.0, np.float32))
+    x64 = rng.uniform(1.0, 2.0, size=(N, D))
+    x64[N // 2, level.split_dims[0, 0]] = 3.0  # one row out of range
+    for xdt in DTYPES:
+        x = x64.astype(xdt)
+        wf = want_flags(x, level)
+        assert wf.sum() == 2
+        for name, xv in layouts(x):
+            for threads in (1, 2):
+                buf = np.full(N + 64, 0x55, np.uint8)
+                out = np.empty((N, M), np.float32)
+                _kernels.product(xv, *args(level, variant), out, nthreads=threads,
+                                 variant=variant, flags=buf[:N])
+                np.testing.assert_array_equal(buf[:N], wf, err_msg=f"{variant} {name}")
+                assert (buf[N:] == 0x55).all(), f"{variant} {name}: wrote past the flags"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_range_bounds_exact(variant):
     """Values equal to a bound are in range; the next float beyond it is out (f32 and f64)."""
     rng = np.random.default_rng(17)
