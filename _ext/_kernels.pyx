@@ -226,7 +226,12 @@ def pack(split_dims, thresholds, luts, scale, offset, str variant=None, split_lo
         _check(split_high, "split_high", _F32, (lv.C, 4))
         lv.split_low = <const float *>cnp.PyArray_DATA(split_low)
         lv.split_high = <const float *>cnp.PyArray_DATA(split_high)
-    cdef cnp.ndarray packed = np.empty(table.packed_bytes(lv.C, lv.M), dtype=np.uint8)
+    # 64-byte aligned: the AVX-512 sums load whole 64-byte table rows, and a load that
+    # straddles two cache lines costs two (NumPy aligns large buffers to 16 bytes only).
+    cdef size_t nbytes = table.packed_bytes(lv.C, lv.M)
+    cdef cnp.ndarray buf = np.empty(nbytes + 64, dtype=np.uint8)
+    cdef size_t skip = (64 - <size_t>cnp.PyArray_DATA(buf) % 64) % 64
+    cdef cnp.ndarray packed = buf[skip : skip + nbytes]
     cdef uint8_t *dst = <uint8_t *>cnp.PyArray_DATA(packed)
     with nogil:
         table.pack(&lv, dst)

@@ -62,6 +62,37 @@ def kernel_threads(threads: int | None = None) -> int:
     return wanted if wanted < limit else limit
 
 
+#: Outputs of at least this many bytes are allocated 64-byte aligned (see
+#: :func:`empty_output`); smaller ones are plain ``np.empty``, which is faster to make.
+ALIGNED_OUTPUT_MIN_BYTES = 1 << 16
+
+
+def empty_output(nrows: int, ncols: int, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous ``(nrows, ncols)`` result array for the kernels.
+
+    Large ones start on a 64-byte boundary (NumPy aligns big buffers to 16 bytes only).
+    The kernels store whole 64-byte vectors; when the output rows are not aligned, each
+    of those stores spans two cache lines, which costs up to a quarter of the call when
+    the tables are summed one 16-column tile at a time (measured at
+    (8192, 768, 3072, 64): 23.9 against 18.9 ms). The array is then a view of a slightly
+    larger buffer (its ``base``).
+
+    Examples
+    --------
+    >>> from approxmat._dispatch import empty_output
+    >>> y = empty_output(1000, 100, np.float32)
+    >>> y.shape, y.dtype, y.ctypes.data % 64, y.flags.c_contiguous
+    ((1000, 100), dtype('float32'), 0, True)
+    """
+    dtype = np.dtype(dtype)
+    nbytes = nrows * ncols * dtype.itemsize
+    if nbytes < ALIGNED_OUTPUT_MIN_BYTES:
+        return np.empty((nrows, ncols), dtype)
+    buf = np.empty(nbytes + 64, np.uint8)
+    skip = -buf.ctypes.data % 64
+    return buf[skip : skip + nbytes].view(dtype).reshape(nrows, ncols)
+
+
 def choose_level(levels, tolerance):
     """The level a call with this accuracy budget uses, or None for the exact product.
 

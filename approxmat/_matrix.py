@@ -388,7 +388,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         if width != self._weights.shape[0]:
             return None  # the general path raises NumPy's error
         if out is None:
-            out = np.empty((nrows, self._weights.shape[1]), dtype=result)
+            out = _dispatch.empty_output(nrows, self._weights.shape[1], result)
         else:  # out=(buf,): only a plain, exact-dtype, C-contiguous, separate buffer
             buf = out[0] if type(out) is tuple and len(out) == 1 else None
             if (
@@ -495,7 +495,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         if direct:
             y2d = out if out.ndim == 2 else out.reshape(-1, M)
         else:
-            y2d = np.empty((x2d.shape[0], M), dtype=compute)
+            y2d = _dispatch.empty_output(x2d.shape[0], M, compute)
         # The kernels write NaN rows for rows of x with NaN/inf (like NumPy) and flag them.
         flags = _dispatch.approx_product(x2d, level, y2d, config.threads)
         if self._check_budget(x2d, y2d, level, config, flags):

@@ -222,6 +222,23 @@ def test_fitted_product_follows_the_reference(fitted_pair, rng):
     assert not np.array_equal(expected, x @ weights)
 
 
+def test_large_results_are_64_byte_aligned(fitted_pair, rng):
+    """Results of at least ALIGNED_OUTPUT_MIN_BYTES start on a 64-byte boundary, on both
+    the fast 2-D path and the general path (3-D x); small ones are plain arrays."""
+    from approxmat import _dispatch
+
+    weights, W = fitted_pair
+    level = W._levels[1]
+    n = _dispatch.ALIGNED_OUTPUT_MIN_BYTES // (5 * 8) + 3
+    for x in (rng.standard_normal((n, 24)), rng.standard_normal((3, n, 24))):
+        for got in (x @ W, np.matmul(x, W)):
+            assert got.ctypes.data % 64 == 0 and got.flags.c_contiguous
+            want = _reference.approx_matmul(x.reshape(-1, 24), level, np.float64)
+            np.testing.assert_array_equal(got.reshape(-1, 5), want)
+    small = rng.standard_normal((3, 24)) @ W
+    assert small.flags.owndata
+
+
 def test_tolerance_selects_level_or_exact(fitted_pair, rng):
     weights, W = fitted_pair
     x = rng.standard_normal((9, 24))

@@ -625,8 +625,12 @@ AM_INLINE void emit512_tile(const am_level_view *lv, __m512i acc[16], am_matrix 
         __mmask16 cm = (__mmask16)((1u << ncols) - 1);
         for (int i = 0; i < nv; i++) {
             __m512 f = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[i]), sc), of);
-            if (ncols == 16)
+            if (ncols == 16) {
+#ifdef AM_EXP_NT
+                if ((((uintptr_t)(d + i * drs)) & 63) == 0) _mm512_stream_ps((float *)(d + i * drs), f); else
+#endif
                 _mm512_storeu_ps((float *)(d + i * drs), f);
+            }
             else
                 _mm512_mask_storeu_ps((float *)(d + i * drs), cm, f);
         }
@@ -860,6 +864,9 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
             int nv = nrows - row >= 16 ? 16 : (int)(nrows - row);
             emit512_tile(lv, acc, out, r0 + row, nv, t, tile);
         }
+#ifdef AM_EXP_NT
+    _mm_sfence();
+#endif
     if (flags)
         am_nan_rows(out, r0, nrows, flags);
     return 0;
