@@ -438,6 +438,36 @@ def test_large_n(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "N, D, C, M, odt",
+    [
+        (210_011, 8, 4, 20, np.float32),  # vpermb tiles, rows first
+        (105_007, 8, 4, 20, np.float64),
+        (4_100, 40, 32, 1040, np.float32),  # vpermb tiles, one tile down the block
+        (2_100, 40, 32, 1040, np.float64),
+        (42_003, 8, 4, 100, np.float32),  # sums along M
+    ],
+)
+def test_streamed_large_outputs(variant, N, D, C, M, odt):
+    """Outputs of 16 MiB and more are written with non-temporal stores where the
+    output rows are 64-byte aligned: exact, with NaN rows, at every alignment."""
+    rng = np.random.default_rng(M + N)
+    x = rng.standard_normal((N, D)).astype(np.float32)
+    x[rng.integers(0, N, size=20), rng.integers(0, D, size=20)] = np.nan
+    level = random_level(D, M, C, rng, x)
+    assert N * M * np.dtype(odt).itemsize >= 16 << 20
+    item = np.dtype(odt).itemsize
+    buf = np.empty(N * M * item + 128, np.uint8)
+    for shift in (0, 16, item):
+        o = -buf.ctypes.data % 64 + shift
+        out = buf[o : o + N * M * item].view(odt).reshape(N, M)
+        out[...] = 7
+        flags = product_flags(x, level, out, 2, variant)
+        np.testing.assert_array_equal(flags, want_flags(x, level))
+        assert_bits_equal(out, want_nan_rows(x, level, odt))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_thread_counts_identical(variant):
     rng = np.random.default_rng(5)
     N, D, C, M = 5000, 64, 16, 17

@@ -609,9 +609,10 @@ AM_INLINE void transpose16x16(__m512i a[16])
 /* Dequantise a 16 x 16 tile (acc[j]: rows `row` + lane, column 16 t + j) and store
  * rows i < nv, columns < ncols (<= 16): transpose the exact sums first, then one
  * row-vector multiply and add per output row, with the per-column scale and offset
- * loaded as vectors; full 64-byte row stores when the output columns are adjacent. */
+ * loaded as vectors; full 64-byte row stores when the output columns are adjacent
+ * (non-temporal when `stream` and the row piece is 64-byte aligned; the caller fences). */
 AM_INLINE void emit512_tile(const am_level_view *lv, __m512i acc[16], am_matrix *out,
-                            ptrdiff_t row, int nv, int t, char *tile)
+                            ptrdiff_t row, int nv, int t, char *tile, int stream)
 {
     int m0 = 16 * t, ncols = lv->M - m0 < 16 ? lv->M - m0 : 16;
     int item = out->is_f64 ? 8 : 4;
@@ -619,18 +620,17 @@ AM_INLINE void emit512_tile(const am_level_view *lv, __m512i acc[16], am_matrix 
     int direct = out->col_stride == item;
     char *d = direct ? dst : tile;
     ptrdiff_t drs = direct ? out->row_stride : 16 * item;
+    stream = stream && direct;
     transpose16x16(acc);
     if (!out->is_f64) {
         const __m512 sc = _mm512_loadu_ps(am_scale32(lv) + m0), of = _mm512_loadu_ps(am_offset32(lv) + m0);
         __mmask16 cm = (__mmask16)((1u << ncols) - 1);
         for (int i = 0; i < nv; i++) {
             __m512 f = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[i]), sc), of);
-            if (ncols == 16) {
-#ifdef AM_EXP_NT
-                if ((((uintptr_t)(d + i * drs)) & 63) == 0) _mm512_stream_ps((float *)(d + i * drs), f); else
-#endif
+            if (ncols == 16 && stream && ((uintptr_t)(d + i * drs) & 63) == 0)
+                _mm512_stream_ps((float *)(d + i * drs), f);
+            else if (ncols == 16)
                 _mm512_storeu_ps((float *)(d + i * drs), f);
-            }
             else
                 _mm512_mask_storeu_ps((float *)(d + i * drs), cm, f);
         }
@@ -645,9 +645,15 @@ AM_INLINE void emit512_tile(const am_level_view *lv, __m512i acc[16], am_matrix 
                 _mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(acc[i])), s0), o0);
             __m512d f1 = _mm512_add_pd(
                 _mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(acc[i], 1)), s1), o1);
-            _mm512_mask_storeu_pd((double *)(d + i * drs), c0, f0);
+            double *o = (double *)(d + i * drs);
+            if (stream && c1 == 0xFF && ((uintptr_t)o & 63) == 0) {
+                _mm512_stream_pd(o, f0);
+                _mm512_stream_pd(o + 8, f1);
+                continue;
+            }
+            _mm512_mask_storeu_pd(o, c0, f0);
             if (c1)
-                _mm512_mask_storeu_pd((double *)(d + i * drs) + 8, c1, f1);
+                _mm512_mask_storeu_pd(o + 8, c1, f1);
         }
     }
     if (!direct)
@@ -854,6 +860,9 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
      * output row written left to right); larger ones: one 16-column tile at a time down
      * the whole block (its tables stay in L1). */
     int rows_first = (size_t)ntiles * tile_bytes <= AM_TILE_ROWS_FIRST_BYTES;
+    /* Large outputs: full, 64-byte aligned tile rows are written with non-temporal
+     * stores (no read for ownership of lines that are written whole). */
+    int stream = (double)out->rows * lv->M * (out->is_f64 ? 8 : 4) >= AM_STREAM_MIN_BYTES;
     int nouter = rows_first ? nsub : ntiles, ninner = rows_first ? ntiles : nsub;
     for (int a = 0; a < nouter; a++)
         for (int b = 0; b < ninner; b++) {
@@ -862,11 +871,10 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
             sums512_tile(codes, nsub, s, tables + (size_t)t * tile_bytes, G, acc);
             ptrdiff_t row = 16 * s;
             int nv = nrows - row >= 16 ? 16 : (int)(nrows - row);
-            emit512_tile(lv, acc, out, r0 + row, nv, t, tile);
+            emit512_tile(lv, acc, out, r0 + row, nv, t, tile, stream);
         }
-#ifdef AM_EXP_NT
-    _mm_sfence();
-#endif
+    if (stream)
+        _mm_sfence();
     if (flags)
         am_nan_rows(out, r0, nrows, flags);
     return 0;
