@@ -388,7 +388,11 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         if width != self._weights.shape[0]:
             return None  # the general path raises NumPy's error
         if out is None:
-            out = _dispatch.empty_output(nrows, self._weights.shape[1], result)
+            ncols = self._weights.shape[1]
+            if nrows * ncols * 8 < _dispatch.ALIGNED_OUTPUT_MIN_BYTES:  # skip a call
+                out = np.empty((nrows, ncols), dtype=result)
+            else:
+                out = _dispatch.empty_output(nrows, ncols, result)
         else:  # out=(buf,): only a plain, exact-dtype, C-contiguous, separate buffer
             buf = out[0] if type(out) is tuple and len(out) == 1 else None
             if (

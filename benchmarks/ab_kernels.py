@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from approxmat import _kernels as installed
+from approxmat._dispatch import empty_output
 from speed import random_level  # this folder's speed.py: the same random levels
 
 CONFIGS = [
@@ -69,7 +70,7 @@ def main(argv=None):
         xc = rng.standard_normal((N, D)).astype(np.float32)
         layouts = {"C": xc, "F": np.asfortranarray(xc)}
         level = random_level(D, M, C, rng, xc)
-        out = np.empty((N, M), np.float32)
+        out = empty_output(N, M, np.float32)  # as the API allocates results (aligned)
         flags = np.empty(N, np.uint8) if args.flags else None
         calls = {}
         for name, build in (("before", old), ("after", installed)):

@@ -94,7 +94,7 @@ def measure(config, reps, rng):
     weights = rng.standard_normal((D, M)).astype(np.float32)
     level = random_level(D, M, C, rng, x)
     W = am.ApproxMatrix(weights)._with_levels([level])
-    out = np.empty((N, M), np.float32)
+    out = _dispatch.empty_output(N, M, np.float32)  # aligned, as the API allocates results
     packed = _dispatch.packed_level(level)
     kargs = (level.split_dims, level.thresholds, level.luts, level.scale, level.offset, packed)
 
