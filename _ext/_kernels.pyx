@@ -208,6 +208,19 @@ def packed_bytes(int C, int M, str variant=None):
     return table.packed_bytes(C, M)
 
 
+def aligned_bytes(Py_ssize_t nbytes):
+    """A new uninitialised uint8 array of ``nbytes`` starting on a 64-byte boundary.
+
+    NumPy aligns large buffers to 16 bytes only, and a 64-byte vector load or store that
+    spans two cache lines costs two. The array is a view of a buffer 64 bytes longer.
+    """
+    if nbytes < 0:
+        raise ValueError(f"nbytes must be >= 0, got {nbytes}")
+    cdef cnp.ndarray buf = np.empty(nbytes + 64, dtype=np.uint8)
+    cdef size_t skip = (64 - <size_t>cnp.PyArray_DATA(buf) % 64) % 64
+    return buf[skip : skip + nbytes]
+
+
 def pack(split_dims, thresholds, luts, scale, offset, str variant=None, split_low=None,
          split_high=None):
     """The level's parameters in the named variant's layout (a 1-D uint8 array).
@@ -226,12 +239,8 @@ def pack(split_dims, thresholds, luts, scale, offset, str variant=None, split_lo
         _check(split_high, "split_high", _F32, (lv.C, 4))
         lv.split_low = <const float *>cnp.PyArray_DATA(split_low)
         lv.split_high = <const float *>cnp.PyArray_DATA(split_high)
-    # 64-byte aligned: the AVX-512 sums load whole 64-byte table rows, and a load that
-    # straddles two cache lines costs two (NumPy aligns large buffers to 16 bytes only).
-    cdef size_t nbytes = table.packed_bytes(lv.C, lv.M)
-    cdef cnp.ndarray buf = np.empty(nbytes + 64, dtype=np.uint8)
-    cdef size_t skip = (64 - <size_t>cnp.PyArray_DATA(buf) % 64) % 64
-    cdef cnp.ndarray packed = buf[skip : skip + nbytes]
+    # Aligned: the AVX-512 sums load whole 64-byte table rows.
+    cdef cnp.ndarray packed = aligned_bytes(table.packed_bytes(lv.C, lv.M))
     cdef uint8_t *dst = <uint8_t *>cnp.PyArray_DATA(packed)
     with nogil:
         table.pack(&lv, dst)

@@ -70,7 +70,7 @@ ALIGNED_OUTPUT_MIN_BYTES = 1 << 16
 def empty_output(nrows: int, ncols: int, dtype) -> np.ndarray:
     """An uninitialised C-contiguous ``(nrows, ncols)`` result array for the kernels.
 
-    Large ones start on a 64-byte boundary (NumPy aligns big buffers to 16 bytes only).
+    Large ones start on a 64-byte boundary (:func:`approxmat._kernels.aligned_bytes`).
     The kernels store whole 64-byte vectors; when the output rows are not aligned, each
     of those stores spans two cache lines, which costs up to a quarter of the call when
     the tables are summed one 16-column tile at a time (measured at
@@ -88,9 +88,7 @@ def empty_output(nrows: int, ncols: int, dtype) -> np.ndarray:
     nbytes = nrows * ncols * dtype.itemsize
     if nbytes < ALIGNED_OUTPUT_MIN_BYTES:
         return np.empty((nrows, ncols), dtype)
-    buf = np.empty(nbytes + 64, np.uint8)
-    skip = -buf.ctypes.data % 64
-    return buf[skip : skip + nbytes].view(dtype).reshape(nrows, ncols)
+    return _kernels.aligned_bytes(nbytes).view(dtype).reshape(nrows, ncols)
 
 
 def choose_level(levels, tolerance):

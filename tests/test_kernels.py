@@ -625,6 +625,21 @@ def test_product_counts_flagged_rows():
                                 variant=variant) == 0
 
 
+def test_aligned_bytes():
+    """Packed tables and large results start on a 64-byte boundary."""
+    for n in (0, 1, 63, 64, 100_003):
+        a = _kernels.aligned_bytes(n)
+        assert a.dtype == np.uint8 and a.shape == (n,)
+        assert n == 0 or a.ctypes.data % 64 == 0  # an empty view has no data to align
+        assert a.flags.writeable and a.flags.c_contiguous
+    rng = np.random.default_rng(5)
+    level = random_level(40, 100, 8, rng)
+    for variant in VARIANTS:
+        assert args(level, variant)[-1].ctypes.data % 64 == 0
+    with pytest.raises(ValueError, match="nbytes must be >= 0"):
+        _kernels.aligned_bytes(-1)
+
+
 def test_prepared_level_matches_product():
     rng = np.random.default_rng(9)
     N, D, C, M = 37, 11, 5, 6

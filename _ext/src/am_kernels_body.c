@@ -343,18 +343,19 @@ AM_INLINE void store_flags16(uint8_t *dst, int nv, __mmask16 nf, __mmask16 oor)
     _mm_mask_storeu_epi8(dst, (__mmask16)((1u << nv) - 1), b);
 }
 
-/* Out-of-range mask of 16 rows whose distinct split columns j are at col(j) + lane * item
- * (lanes >= nv read as 0 through the mask and are ignored by the caller). */
-AM_INLINE __mmask16 outside16(const am_level_view *lv, const char *base, ptrdiff_t jstride,
-                              const int32_t *list, int is_f64, __mmask16 vm)
+/* Out-of-range mask of 16 rows whose distinct split columns were copied into the
+ * column-major tmp (column j at tmp + 16 j items; lanes >= nv read as 0 through the mask
+ * and are ignored). */
+AM_INLINE __mmask16 outside16(const am_level_view *lv, const char *tmp, int is_f64, __mmask16 vm)
 {
+    ptrdiff_t jstride = 16 * (is_f64 ? 8 : 4);
     const int32_t *cols = am_cols(lv);
     int u = cols[0];
     __mmask16 bad = 0;
     if (!is_f64) {
         const float *lo = am_lo32(lv), *hi = am_hi32(lv);
         for (int j = 0; j < u; j++) {
-            const char *col = base + (list ? (ptrdiff_t)list[j] : (ptrdiff_t)j) * jstride;
+            const char *col = tmp + j * jstride;
             __m512 v = _mm512_maskz_loadu_ps(vm, col);
             bad |= _mm512_cmp_ps_mask(v, _mm512_set1_ps(lo[j]), _CMP_LT_OQ) |
                    _mm512_cmp_ps_mask(v, _mm512_set1_ps(hi[j]), _CMP_GT_OQ);
@@ -363,7 +364,7 @@ AM_INLINE __mmask16 outside16(const am_level_view *lv, const char *base, ptrdiff
     }
     const double *lo = am_lo64(lv), *hi = am_hi64(lv);
     for (int j = 0; j < u; j++) {
-        const char *col = base + (list ? (ptrdiff_t)list[j] : (ptrdiff_t)j) * jstride;
+        const char *col = tmp + j * jstride;
         __m512d v0 = _mm512_maskz_loadu_pd((__mmask8)vm, col);
         __m512d v1 = _mm512_maskz_loadu_pd((__mmask8)(vm >> 8), col + 64);
         __m512d l = _mm512_set1_pd(lo[j]), h = _mm512_set1_pd(hi[j]);
@@ -518,7 +519,7 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
                 }
             }
             if (flags) {
-                __mmask16 oor = ranges ? outside16(lv, tmp, 16 * item, NULL, x->is_f64, vm) : 0;
+                __mmask16 oor = ranges ? outside16(lv, tmp, x->is_f64, vm) : 0;
                 store_flags16(flags + 16 * s, nv, nf, oor);
             }
             src = tmp;
