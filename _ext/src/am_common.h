@@ -377,28 +377,34 @@ AM_INLINE void am_pf_lines(am_pf *p, ptrdiff_t n)
 #endif
 }
 
-/* F-order input (rows adjacent, row stride = item size): prefetch (towards L2) the
- * lines of the split columns of rows [r0, r0 + nrows), so that memory keeps streaming
- * while the previous rows' table sums run. */
-AM_UNUSED static void am_prefetch_rows(const am_level_view *lv, const am_matrix *x, ptrdiff_t r0,
-                             ptrdiff_t nrows)
+/* Column-major input (rows adjacent in memory): prefetch (towards L2) rows
+ * [row + AM_SPLIT_AHEAD_ROWS, ... + n) of every distinct split column. The encoder calls
+ * it for each group of rows it encodes, so that the ~4C column streams it reads keep
+ * flowing at a steady distance (the hardware prefetchers follow only a few streams).
+ * Measured with benchmarks/phases at (100 000, 512, 10 | 100, 16): 3.1 -> 1.3 and
+ * 5.8 -> 4.2 ms against prefetching the next block's rows in one burst. */
+#ifndef AM_SPLIT_AHEAD_ROWS
+#define AM_SPLIT_AHEAD_ROWS 256
+#endif
+AM_INLINE void am_prefetch_split_ahead(const am_level_view *lv, const am_matrix *x,
+                                       ptrdiff_t row, ptrdiff_t n)
 {
 #if defined(__GNUC__) && !defined(AM_NO_PREFETCH)
-    if (r0 + nrows > x->rows)
-        nrows = x->rows - r0;
-    if (nrows <= 0)
+    row += AM_SPLIT_AHEAD_ROWS;
+    if (row + n > x->rows)
+        n = x->rows - row;
+    if (n <= 0)
         return;
     const int32_t *cols = am_cols(lv);
-    int u = cols[0];
-    const int32_t *list = cols + 1;
     ptrdiff_t item = x->is_f64 ? 8 : 4;
-    for (int j = 0; j < u; j++) {
-        const char *p = x->data + r0 * item + list[j] * x->col_stride;
-        for (ptrdiff_t b = 0; b < nrows * item; b += 64)
+    const char *base = x->data + row * item;
+    for (int j = 0; j < cols[0]; j++) {
+        const char *p = base + cols[1 + j] * x->col_stride;
+        for (ptrdiff_t b = 0; b < n * item; b += 64)
             __builtin_prefetch(p + b, 0, 2);
     }
 #else
-    (void)lv; (void)x; (void)r0; (void)nrows;
+    (void)lv; (void)x; (void)row; (void)n;
 #endif
 }
 

@@ -502,6 +502,8 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
         int nv = left >= 16 ? 16 : (int)left;
         __mmask16 vm = (__mmask16)((1u << nv) - 1);
         const char *src = xb + 16 * s * rs;
+        if (contig)
+            am_prefetch_split_ahead(lv, x, r0 + 16 * s, nv);
         if (!contig) {
             /* Row by row: prefetch rows ahead (pf), copy the split columns, then scan
              * the row for NaN / inf (flags only) while it is in L1. The copy goes first:
@@ -859,8 +861,6 @@ static int avx512_block(const am_level_view *lv, const am_matrix *x, am_matrix *
 #ifdef AM_PROFILE_ENCODE_ONLY /* profiling builds only: stop after the encoder */
     return 0;
 #endif
-    if (x->row_stride == (x->is_f64 ? 8 : 4)) /* F-order: the next block's split columns */
-        am_prefetch_rows(lv, x, r0 + nrows, nrows);
     if (v_row_path(lv->M)) {
         rowpath512(lv, codes, nsub, out, r0, nrows, tile, &pf);
         if (flags)
@@ -1095,11 +1095,14 @@ static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
         }
         return;
     }
-    /* Rows adjacent in memory (F-order): contiguous loads straight from x. */
-    for (int c = 0; c < C; c++)
-        for (int s = 0; s < nsub; s++)
+    /* Rows adjacent in memory (F-order): contiguous loads straight from x, 32 rows of
+     * every codebook at a time, with the split columns' rows ahead prefetched. */
+    for (int s = 0; s < nsub; s++) {
+        am_prefetch_split_ahead(lv, x, r0 + 32 * s, nrows - 32 * s < 32 ? nrows - 32 * s : 32);
+        for (int c = 0; c < C; c++)
             enc32_256(lv, xb + 32 * s * rs, rs, cs, nrows - 32 * s, lv->split_dims + 4 * c, c,
                       codes + ((size_t)c * nsub + s) * 32);
+    }
 }
 
 /* Exact sums for 32 rows (sub-block s) and columns 4 mb .. 4 mb + 3: 16-bit sums of the
