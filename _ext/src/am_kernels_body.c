@@ -1202,6 +1202,9 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
                 codes_out[(r0 + i) * C + c] = codes[((size_t)c * nsub + i / 32) * 32 + i % 32];
         return 0;
     }
+#ifdef AM_PROFILE_ENCODE_ONLY /* profiling builds only: stop after the encoder */
+    return 0;
+#endif
     const uint8_t *tables = am_tables(lv);
     int nmb = (int)(am_mpad(M, 4) / 4);
     int item = out->is_f64 ? 8 : 4;
@@ -1216,6 +1219,15 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
             __m256i lo[4], hi[4];
             am_pf_lines(&pf, pf_per_step);
             sums256(codes, nsub, s, T, C, lo, hi);
+#ifdef AM_PROFILE_NO_STORE /* profiling builds only: sums without dequantisation / stores */
+            {
+                __m256i f = _mm256_setzero_si256();
+                for (int j = 0; j < 4; j++)
+                    f = _mm256_xor_si256(f, _mm256_xor_si256(lo[j], hi[j]));
+                *(volatile int *)tile = _mm256_extract_epi32(f, 0);
+                continue;
+            }
+#endif
             /* Rows 0-7 | 16-23 in A, rows 8-15 | 24-31 in B (16-bit). */
             __m256i A[4], B[4];
             for (int j = 0; j < 4; j++) {
