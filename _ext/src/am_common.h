@@ -378,16 +378,17 @@ AM_INLINE void am_pf_lines(am_pf *p, ptrdiff_t n)
 }
 
 /* Column-major input (rows adjacent in memory): prefetch (towards L2) rows
- * [row + AM_SPLIT_AHEAD_ROWS, ... + n) of every distinct split column. The encoder calls
- * it for each group of rows it encodes, so that the ~4C column streams it reads keep
- * flowing at a steady distance (the hardware prefetchers follow only a few streams).
- * Measured with benchmarks/phases at (100 000, 512, 10 | 100, 16): 3.1 -> 1.3 and
- * 5.8 -> 4.2 ms against prefetching the next block's rows in one burst. */
+ * [row + AM_SPLIT_AHEAD_ROWS, ... + n) of the split columns of codebooks c0 .. c0 + k - 1.
+ * The encoders call it for each codebook (group) just before encoding it, so that the
+ * ~4C column streams keep flowing at a steady distance (the hardware prefetchers follow
+ * only a few streams), and the prefetches are spread out and in the order the columns
+ * are used: issued for all distinct columns in one burst per group of rows, most of them
+ * were lost at C >= 24 (see docs/performance-kernels.md). */
 #ifndef AM_SPLIT_AHEAD_ROWS
 #define AM_SPLIT_AHEAD_ROWS 256
 #endif
 AM_INLINE void am_prefetch_split_ahead(const am_level_view *lv, const am_matrix *x,
-                                       ptrdiff_t row, ptrdiff_t n)
+                                       ptrdiff_t row, ptrdiff_t n, int c0, int k)
 {
 #if defined(__GNUC__) && !defined(AM_NO_PREFETCH)
     row += AM_SPLIT_AHEAD_ROWS;
@@ -395,16 +396,16 @@ AM_INLINE void am_prefetch_split_ahead(const am_level_view *lv, const am_matrix 
         n = x->rows - row;
     if (n <= 0)
         return;
-    const int32_t *cols = am_cols(lv);
     ptrdiff_t item = x->is_f64 ? 8 : 4;
     const char *base = x->data + row * item;
-    for (int j = 0; j < cols[0]; j++) {
-        const char *p = base + cols[1 + j] * x->col_stride;
+    const int32_t *sd = lv->split_dims + 4 * c0;
+    for (int j = 0; j < 4 * k; j++) {
+        const char *p = base + sd[j] * x->col_stride;
         for (ptrdiff_t b = 0; b < n * item; b += 64)
             __builtin_prefetch(p + b, 0, 2);
     }
 #else
-    (void)lv; (void)x; (void)row; (void)n;
+    (void)lv; (void)x; (void)row; (void)n; (void)c0; (void)k;
 #endif
 }
 

@@ -502,8 +502,6 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
         int nv = left >= 16 ? 16 : (int)left;
         __mmask16 vm = (__mmask16)((1u << nv) - 1);
         const char *src = xb + 16 * s * rs;
-        if (contig)
-            am_prefetch_split_ahead(lv, x, r0 + 16 * s, nv);
         if (!contig) {
             /* Row by row: prefetch rows ahead (pf), copy the split columns, then scan
              * the row for NaN / inf (flags only) while it is in L1. The copy goes first:
@@ -529,6 +527,8 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
         for (int g = 0; g < G; g++) {
             int kmax = C - 4 * g < 4 ? C - 4 * g : 4;
             const int32_t *sd = sdx + 16 * g;
+            if (contig)
+                am_prefetch_split_ahead(lv, x, r0 + 16 * s, nv, 4 * g, kmax);
             __m512i acc;
             if (!x->is_f64) {
                 const float *thr = lv->thresholds + 60 * g, *tr = thr32r + 256 * g;
@@ -1098,10 +1098,12 @@ static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
     /* Rows adjacent in memory (F-order): contiguous loads straight from x, 32 rows of
      * every codebook at a time, with the split columns' rows ahead prefetched. */
     for (int s = 0; s < nsub; s++) {
-        am_prefetch_split_ahead(lv, x, r0 + 32 * s, nrows - 32 * s < 32 ? nrows - 32 * s : 32);
-        for (int c = 0; c < C; c++)
+        ptrdiff_t n32 = nrows - 32 * s < 32 ? nrows - 32 * s : 32;
+        for (int c = 0; c < C; c++) {
+            am_prefetch_split_ahead(lv, x, r0 + 32 * s, n32, c, 1);
             enc32_256(lv, xb + 32 * s * rs, rs, cs, nrows - 32 * s, lv->split_dims + 4 * c, c,
                       codes + ((size_t)c * nsub + s) * 32);
+        }
     }
 }
 
