@@ -445,6 +445,7 @@ def test_large_n(variant):
         (105_007, 8, 4, 20, np.float64),
         (4_100, 40, 32, 1040, np.float32),  # vpermb tiles, one tile down the block
         (2_100, 40, 32, 1040, np.float64),
+        (2_100, 40, 32, 1032, np.float64),  # AVX2: a last group of 8 columns, copied
         (42_003, 8, 4, 100, np.float32),  # sums along M
     ],
 )

@@ -67,6 +67,12 @@
 #define AM_BLOCK_ROWS_LARGE 256
 #endif
 
+/* Outputs of at least this many bytes are written with non-temporal stores (they do not
+ * fit in the caches anyway). */
+#ifndef AM_STREAM_MIN_BYTES
+#define AM_STREAM_MIN_BYTES (16.0 * 1024 * 1024)
+#endif
+
 /* Rows per block: more rows when the tables are large, so that each pass over the
  * tables serves more rows. A multiple of 64. */
 #if defined(__GNUC__)
@@ -205,11 +211,6 @@ static void v_pack(const am_level_view *lv, uint8_t *dst)
 
 /* Outputs per pass of the sums along M: 8 accumulators of 32 u16 (exact for C <= 256). */
 #define AM_ROW_MT 256
-/* Outputs of at least this many bytes are written with non-temporal stores (they do not
- * fit in the caches anyway). */
-#ifndef AM_STREAM_MIN_BYTES
-#define AM_STREAM_MIN_BYTES (16.0 * 1024 * 1024)
-#endif
 
 /* Reversed codes of up to 16 rows for KN codebooks c0 .. c0 + KN - 1 (float32 input),
  * in lockstep so that the KN dependency chains overlap; returned OR-ed into byte k of
@@ -1184,6 +1185,9 @@ AM_INLINE void store256_rows8(const __m256i g[4], int out_f64, const float *s32,
     }
 }
 
+/* enc_block256's copy of 32 rows' split columns (doubles at most) and their offsets. */
+static size_t avx2_tmp_bytes(int C) { return (size_t)4 * C * 32 * 8 + (size_t)4 * C * sizeof(ptrdiff_t); }
+
 static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *out,
                       uint8_t *codes_out, uint8_t *flags, ptrdiff_t r0, ptrdiff_t nrows,
                       void *scratch)
@@ -1212,63 +1216,93 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
     int item = out->is_f64 ? 8 : 4;
     int direct = out->col_stride == item;
     ptrdiff_t pf_per_step = (am_pf_left(&pf) + (ptrdiff_t)nmb * nsub - 1) / ((ptrdiff_t)nmb * nsub);
-    for (int mb = 0; mb < nmb; mb++) {
-        const uint8_t *T = tables + (size_t)mb * 4 * C * 16;
-        int m0 = 4 * mb, ncols = M - m0 < 4 ? M - m0 : 4;
-        __m128i cm32 = _mm_cmpgt_epi32(_mm_set1_epi32(ncols), _mm_setr_epi32(0, 1, 2, 3));
-        __m256i cm64 = _mm256_cvtepi32_epi64(cm32);
+    /* Large outputs with adjacent columns: 16 columns (4 steps of 4) of 32 rows at a time
+     * are written into a staging buffer in L1, then copied out whole-line-wise with
+     * non-temporal stores where a row's 16 columns are a 64-byte aligned line (f32) or
+     * two (f64): no read for ownership of output lines written 16 bytes at a time. */
+    int stream = direct && out->row_stride % 64 == 0 &&
+                 (double)out->rows * M * item >= AM_STREAM_MIN_BYTES;
+    int group = stream ? 4 : 1;
+    char *stage = tmp + avx2_tmp_bytes(C); /* 32 rows x 16 columns */
+    for (int mb0 = 0; mb0 < nmb; mb0 += group)
         for (int s = 0; s < nsub; s++) {
-            __m256i lo[4], hi[4];
-            am_pf_lines(&pf, pf_per_step);
-            sums256(codes, nsub, s, T, C, lo, hi);
+            int mb1 = mb0 + group < nmb ? mb0 + group : nmb;
+            for (int mb = mb0; mb < mb1; mb++) {
+                const uint8_t *T = tables + (size_t)mb * 4 * C * 16;
+                int m0 = 4 * mb, ncols = M - m0 < 4 ? M - m0 : 4;
+                __m128i cm32 = _mm_cmpgt_epi32(_mm_set1_epi32(ncols), _mm_setr_epi32(0, 1, 2, 3));
+                __m256i cm64 = _mm256_cvtepi32_epi64(cm32);
+                __m256i lo[4], hi[4];
+                am_pf_lines(&pf, pf_per_step);
+                sums256(codes, nsub, s, T, C, lo, hi);
 #ifdef AM_PROFILE_NO_STORE /* profiling builds only: sums without dequantisation / stores */
-            {
-                __m256i f = _mm256_setzero_si256();
-                for (int j = 0; j < 4; j++)
-                    f = _mm256_xor_si256(f, _mm256_xor_si256(lo[j], hi[j]));
-                *(volatile int *)tile = _mm256_extract_epi32(f, 0);
-                continue;
+                {
+                    __m256i f = _mm256_setzero_si256();
+                    for (int j = 0; j < 4; j++)
+                        f = _mm256_xor_si256(f, _mm256_xor_si256(lo[j], hi[j]));
+                    *(volatile int *)tile = _mm256_extract_epi32(f, 0);
+                    continue;
+                }
+#endif
+                /* Rows 0-7 | 16-23 in A, rows 8-15 | 24-31 in B (16-bit). */
+                __m256i A[4], B[4];
+                for (int j = 0; j < 4; j++) {
+                    A[j] = _mm256_unpacklo_epi16(lo[j], hi[j]);
+                    B[j] = _mm256_unpackhi_epi16(lo[j], hi[j]);
+                }
+                for (int q = 0; q < 4; q++) {
+                    ptrdiff_t row = 32 * s + 8 * q;
+                    if (row >= nrows)
+                        break;
+                    int nv = nrows - row >= 8 ? 8 : (int)(nrows - row);
+                    __m256i g[4];
+                    for (int j = 0; j < 4; j++) {
+                        __m256i src = (q & 1) ? B[j] : A[j];
+                        __m128i part = q < 2 ? _mm256_castsi256_si128(src)
+                                             : _mm256_extracti128_si256(src, 1);
+                        g[j] = _mm256_cvtepu16_epi32(part);
+                    }
+                    char *dst = out->data + (r0 + row) * out->row_stride + (ptrdiff_t)m0 * out->col_stride;
+                    char *d = stream ? stage + (8 * q * 16 + 4 * (mb - mb0)) * item : direct ? dst : tile;
+                    ptrdiff_t drs = stream ? 16 * item : direct ? out->row_stride : 4 * item;
+                    store256_rows8(g, out->is_f64, am_scale32(lv) + m0, am_offset32(lv) + m0,
+                                   am_scale64(lv) + m0, am_offset64(lv) + m0, d, drs, nv, ncols == 4, cm32,
+                                   cm64);
+                    if (!direct)
+                        am_copy_tile(tile, drs, nv, ncols, dst, out->row_stride, out->col_stride, item);
+                }
+            }
+#ifndef AM_PROFILE_NO_STORE
+            if (stream) {
+                int width = (M - 4 * mb0 < 16 ? M - 4 * mb0 : 16) * item;
+                ptrdiff_t nv = nrows - 32 * s < 32 ? nrows - 32 * s : 32;
+                for (ptrdiff_t i = 0; i < nv; i++) {
+                    char *dst = out->data + (r0 + 32 * s + i) * out->row_stride + (ptrdiff_t)4 * mb0 * item;
+                    const char *src = stage + i * 16 * item;
+                    if (width == 16 * item && ((uintptr_t)dst & 63) == 0)
+                        for (int b = 0; b < width; b += 32)
+                            _mm256_stream_si256((__m256i *)(dst + b),
+                                                _mm256_loadu_si256((const __m256i *)(src + b)));
+                    else if (width == 16 * item)
+                        for (int b = 0; b < width; b += 32)
+                            _mm256_storeu_si256((__m256i *)(dst + b),
+                                                _mm256_loadu_si256((const __m256i *)(src + b)));
+                    else
+                        memcpy(dst, src, (size_t)width);
+                }
             }
 #endif
-            /* Rows 0-7 | 16-23 in A, rows 8-15 | 24-31 in B (16-bit). */
-            __m256i A[4], B[4];
-            for (int j = 0; j < 4; j++) {
-                A[j] = _mm256_unpacklo_epi16(lo[j], hi[j]);
-                B[j] = _mm256_unpackhi_epi16(lo[j], hi[j]);
-            }
-            for (int q = 0; q < 4; q++) {
-                ptrdiff_t row = 32 * s + 8 * q;
-                if (row >= nrows)
-                    break;
-                int nv = nrows - row >= 8 ? 8 : (int)(nrows - row);
-                __m256i g[4];
-                for (int j = 0; j < 4; j++) {
-                    __m256i src = (q & 1) ? B[j] : A[j];
-                    __m128i part = q < 2 ? _mm256_castsi256_si128(src) : _mm256_extracti128_si256(src, 1);
-                    g[j] = _mm256_cvtepu16_epi32(part);
-                }
-                char *dst = out->data + (r0 + row) * out->row_stride + (ptrdiff_t)m0 * out->col_stride;
-                char *d = direct ? dst : tile;
-                ptrdiff_t drs = direct ? out->row_stride : 4 * item;
-                store256_rows8(g, out->is_f64, am_scale32(lv) + m0, am_offset32(lv) + m0,
-                               am_scale64(lv) + m0, am_offset64(lv) + m0, d, drs, nv, ncols == 4, cm32,
-                               cm64);
-                if (!direct)
-                    am_copy_tile(tile, drs, nv, ncols, dst, out->row_stride, out->col_stride, item);
-            }
         }
-    }
+    if (stream)
+        _mm_sfence();
     if (flags)
         am_nan_rows(out, r0, nrows, flags);
     return 0;
 }
 
-/* enc_block256's copy of 32 rows' split columns (doubles at most) and their offsets. */
-static size_t avx2_tmp_bytes(int C) { return (size_t)4 * C * 32 * 8 + (size_t)4 * C * sizeof(ptrdiff_t); }
-
 static size_t avx2_scratch(int C, ptrdiff_t rows)
 {
-    return (size_t)rows * C + 256 + avx2_tmp_bytes(C) + 64;
+    return (size_t)rows * C + 256 + avx2_tmp_bytes(C) + 32 * 16 * 8 + 64;
 }
 
 static int v_encode(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads)
