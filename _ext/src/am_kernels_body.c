@@ -498,6 +498,7 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
     /* Byte offsets of the distinct split columns in a row (after tmp in the scratch). */
     ptrdiff_t *offs = (ptrdiff_t *)(tmp + (size_t)4 * C * 16 * 8);
     int u = contig ? 0 : am_split_offsets(lv, cs, offs);
+    int pf_cols = am_prefetch_split(x);
     for (int s = 0; s < nsub; s++) {
         ptrdiff_t left = nrows - 16 * s;
         int nv = left >= 16 ? 16 : (int)left;
@@ -528,7 +529,7 @@ static void enc_block512(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
         for (int g = 0; g < G; g++) {
             int kmax = C - 4 * g < 4 ? C - 4 * g : 4;
             const int32_t *sd = sdx + 16 * g;
-            if (contig)
+            if (pf_cols)
                 am_prefetch_split_ahead(lv, x, r0 + 16 * s, nv, 4 * g, kmax);
             __m512i acc;
             if (!x->is_f64) {
@@ -1098,10 +1099,12 @@ static void enc_block256(const am_level_view *lv, const am_matrix *x, ptrdiff_t 
     }
     /* Rows adjacent in memory (F-order): contiguous loads straight from x, 32 rows of
      * every codebook at a time, with the split columns' rows ahead prefetched. */
+    int pf_cols = am_prefetch_split(x);
     for (int s = 0; s < nsub; s++) {
         ptrdiff_t n32 = nrows - 32 * s < 32 ? nrows - 32 * s : 32;
         for (int c = 0; c < C; c++) {
-            am_prefetch_split_ahead(lv, x, r0 + 32 * s, n32, c, 1);
+            if (pf_cols)
+                am_prefetch_split_ahead(lv, x, r0 + 32 * s, n32, c, 1);
             enc32_256(lv, xb + 32 * s * rs, rs, cs, nrows - 32 * s, lv->split_dims + 4 * c, c,
                       codes + ((size_t)c * nsub + s) * 32);
         }
