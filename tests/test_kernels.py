@@ -447,11 +447,15 @@ def test_large_n(variant):
         (2_100, 40, 32, 1040, np.float64),
         (2_100, 40, 32, 1032, np.float64),  # AVX2: a last group of 8 columns, copied
         (42_003, 8, 4, 100, np.float32),  # sums along M
+        (43_001, 8, 4, 99, np.float32),  # AVX2 staged blocks, a partial 4-column step
+        (57_003, 8, 4, 37, np.float64),
+        (14_056, 8, 4, 300, np.float32),  # AVX2: only the short last block is staged
     ],
 )
 def test_streamed_large_outputs(variant, N, D, C, M, odt):
-    """Outputs of 16 MiB and more are written with non-temporal stores where the
-    output rows are 64-byte aligned: exact, with NaN rows, at every alignment."""
+    """Outputs of 16 MiB and more are written with non-temporal stores where whole
+    64-byte lines are written (staged first where the sums do not write whole lines):
+    exact, with NaN rows, with the output 64-byte aligned and not."""
     rng = np.random.default_rng(M + N)
     x = rng.standard_normal((N, D)).astype(np.float32)
     x[rng.integers(0, N, size=20), rng.integers(0, D, size=20)] = np.nan
@@ -466,6 +470,46 @@ def test_streamed_large_outputs(variant, N, D, C, M, odt):
         flags = product_flags(x, level, out, 2, variant)
         np.testing.assert_array_equal(flags, want_flags(x, level))
         assert_bits_equal(out, want_nan_rows(x, level, odt))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("odt, M", [(np.float32, 1037), (np.float64, 517)])
+def test_streamed_padded_rows(variant, odt, M):
+    """Large outputs whose rows are padded to a 64-byte multiple (a column slice of a
+    wider array) and whose width is not a multiple of 4: streamed line by line, the last
+    partial group of columns copied, the padding untouched."""
+    N, D, C = 4_100, 40, 32
+    item = np.dtype(odt).itemsize
+    width = M + (-M * item % 64) // item
+    assert N * M * item >= 16 << 20 and width * item % 64 == 0 and width > M
+    rng = np.random.default_rng(M)
+    x = rng.standard_normal((N, D)).astype(np.float32)
+    x[rng.integers(0, N, size=10), rng.integers(0, D, size=10)] = np.inf
+    level = random_level(D, M, C, rng, x)
+    big = np.full((N, width), 7, odt)
+    out = big[:, :M]
+    flags = product_flags(x, level, out, 2, variant)
+    np.testing.assert_array_equal(flags, want_flags(x, level))
+    assert_bits_equal(out, want_nan_rows(x, level, odt))
+    assert (big[:, M:] == 7).all()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("odt", [np.float32, np.float64])
+def test_large_column_major_x(variant, odt):
+    """Column-major x of 32 MiB and more: the encoders prefetch the split columns'
+    rows ahead (up to the last row); exact against the reference, with flags, also with
+    a streamed output."""
+    N, D, C, M = 66_000, 128, 8, 64
+    rng = np.random.default_rng(5)
+    x = np.asfortranarray(rng.standard_normal((N, D)).astype(np.float32))
+    assert x.nbytes >= 32 << 20
+    x[rng.integers(0, N, size=10), rng.integers(0, D, size=10)] = np.nan
+    level = random_level(D, M, C, rng, x)
+    out = np.empty((N, M), odt)
+    flags = product_flags(x, level, out, 2, variant)
+    np.testing.assert_array_equal(flags, want_flags(x, level))
+    assert_bits_equal(out, want_nan_rows(x, level, odt))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

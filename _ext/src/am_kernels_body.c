@@ -1188,10 +1188,12 @@ AM_INLINE void store256_rows8(const __m256i g[4], int out_f64, const float *s32,
     }
 }
 
-/* Staging buffer of the table sums' output (large outputs only). */
+/* Staging buffer of the table sums' output (large outputs only): at least 32 rows x 16
+ * float64 columns. */
 #ifndef AVX2_STAGE_BYTES
 #define AVX2_STAGE_BYTES (64 * 1024)
 #endif
+_Static_assert(AVX2_STAGE_BYTES >= 32 * 16 * 8, "AVX2_STAGE_BYTES below one 32 x 16 stage");
 
 /* Whether the table sums write through the staging buffer with non-temporal stores:
  * large outputs, columns adjacent, rows a multiple of 64 bytes. */
@@ -1248,7 +1250,6 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
     int stage_block = !stream && !am_flags_prepass(x) && nrows * (size_t)M * item <= AVX2_STAGE_BYTES &&
                       direct && out->row_stride == (ptrdiff_t)M * item &&
                       (double)out->rows * M * item >= AM_STREAM_MIN_BYTES;
-    char *obase = stage_block ? stage - r0 * out->row_stride : out->data;
     for (int mb0 = 0; mb0 < nmb; mb0 += group)
         for (int s = 0; s < nsub; s++) {
             int mb1 = mb0 + group < nmb ? mb0 + group : nmb;
@@ -1287,7 +1288,9 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
                                              : _mm256_extracti128_si256(src, 1);
                         g[j] = _mm256_cvtepu16_epi32(part);
                     }
-                    char *dst = obase + (r0 + row) * out->row_stride + (ptrdiff_t)m0 * out->col_stride;
+                    char *dst = (stage_block ? stage + row * out->row_stride
+                                             : out->data + (r0 + row) * out->row_stride) +
+                                (ptrdiff_t)m0 * out->col_stride;
                     char *d = stream ? stage + (8 * q * 16 + 4 * (mb - mb0)) * item : direct ? dst : tile;
                     ptrdiff_t drs = stream ? 16 * item : direct ? out->row_stride : 4 * item;
                     store256_rows8(g, out->is_f64, am_scale32(lv) + m0, am_offset32(lv) + m0,

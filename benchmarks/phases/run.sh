@@ -41,7 +41,7 @@ build() { # name, extra flags...
 build full
 build encode -DAM_PROFILE_ENCODE_ONLY
 build sums -DAM_PROFILE_NO_STORE
-gcc -O2 -mavx512f "$here/write_order.c" -o "$out/write_order"
+gcc -O2 -mavx2 "$here/write_order.c" -o "$out/write_order"
 
 echo "phases, 1 thread, ms (min / median of $rounds rounds); FLAGS=${FLAGS:-0} AVX2=${AVX2:-0}"
 printf '%6s %4s %5s %3s %s | %15s %15s %15s | %7s %7s %7s %7s\n' N D M C L full encode-only \

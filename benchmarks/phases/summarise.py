@@ -9,6 +9,10 @@ times = {"full": [], "encode": [], "sums": []}
 for line in sys.stdin:
     build, ms = line.split()
     times[build].append(float(ms))
+missing = [k for k, v in times.items() if not v]
+if missing:
+    sys.exit(f"no timings from the {', '.join(missing)} build(s) for {N} {D} {M} {C} {L}: "
+             "see the errors above")
 low = {k: min(v) for k, v in times.items()}
 mid = {k: statistics.median(v) for k, v in times.items()}
 cells = " ".join(f"{low[k]:7.3f}/{mid[k]:7.3f}" for k in ("full", "encode", "sums"))

@@ -1,4 +1,5 @@
-/* Time to write an N x M float32 output once with non-temporal 64-byte stores, in
+/* Time to write an N x M float32 output once with non-temporal stores (two 32-byte
+ * stores per 64-byte line, so that it runs with AVX2), in
  * the orders the AVX-512 table sums can produce it: row by row (memory order), and
  * in 16-column tiles (64 bytes of each row) down blocks of B rows, W adjacent tiles
  * per row at a time. No computation: the memory system alone.
@@ -38,7 +39,7 @@ int main(int argc, char **argv)
         return 1;
     madvise(o, len, MADV_HUGEPAGE);
     memset(o, 0, len);
-    const __m512 v = _mm512_set1_ps(1.0f);
+    const __m256 v = _mm256_set1_ps(1.0f); /* AVX2: a 64-byte line is two 32-byte stores */
     const size_t blocks[] = {0, 256, 64, 16}, widths[] = {1, 2, 4};
     for (size_t bi = 0; bi < sizeof blocks / sizeof *blocks; bi++)
         for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
@@ -49,14 +50,18 @@ int main(int argc, char **argv)
             for (int r = 0; r < reps; r++) {
                 double t = now();
                 if (B == 0) {
-                    for (size_t i = 0; i < N * M; i += 16)
-                        _mm512_stream_ps(o + i, v);
+                    for (size_t i = 0; i < N * M; i += 16) {
+                        _mm256_stream_ps(o + i, v);
+                        _mm256_stream_ps(o + i + 8, v);
+                    }
                 } else {
                     for (size_t r0 = 0; r0 < N; r0 += B)
                         for (size_t t0 = 0; t0 < M / 16; t0 += W)
                             for (size_t row = r0; row < r0 + B; row++)
-                                for (size_t t = t0; t < t0 + W && t < M / 16; t++)
-                                    _mm512_stream_ps(o + row * M + 16 * t, v);
+                                for (size_t t = t0; t < t0 + W && t < M / 16; t++) {
+                                    _mm256_stream_ps(o + row * M + 16 * t, v);
+                                    _mm256_stream_ps(o + row * M + 16 * t + 8, v);
+                                }
                 }
                 _mm_sfence();
                 t = now() - t;
