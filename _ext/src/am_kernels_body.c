@@ -58,6 +58,28 @@
 
 #if AM_ISA > 0
 #include <immintrin.h>
+
+/* Copy len bytes from src (in cache) to dst with non-temporal stores for the whole,
+ * 64-byte aligned lines of dst and plain copies for the partial lines at both ends (no
+ * read for ownership of the lines written whole); the caller fences. */
+AM_INLINE void am_stream_copy(char *dst, const char *src, size_t len)
+{
+    size_t head = (size_t)((64 - ((uintptr_t)dst & 63)) & 63);
+    if (head > len)
+        head = len;
+    memcpy(dst, src, head);
+    size_t o = head;
+    for (; o + 64 <= len; o += 64) {
+#if AM_ISA == 2
+        _mm512_stream_si512((void *)(dst + o), _mm512_loadu_si512((const void *)(src + o)));
+#else
+        _mm256_stream_si256((__m256i *)(dst + o), _mm256_loadu_si256((const __m256i *)(src + o)));
+        _mm256_stream_si256((__m256i *)(dst + o + 32),
+                            _mm256_loadu_si256((const __m256i *)(src + o + 32)));
+#endif
+    }
+    memcpy(dst + o, src + o, len - o);
+}
 #endif
 
 #ifndef AM_BLOCK_ROWS_SMALL
@@ -805,16 +827,7 @@ static void rowpath512(const am_level_view *lv, const uint8_t *codes, int nsub, 
 #ifdef AM_PROFILE_NO_STORE /* profiling builds only: no copy out of the staging buffer */
             continue;
 #endif
-            char *dst = out->data + (r0 + n0) * out->row_stride;
-            size_t len = (size_t)nr * M * item;
-            size_t head = (size_t)((64 - ((uintptr_t)dst & 63)) & 63);
-            if (head > len)
-                head = len;
-            memcpy(dst, stage, head);
-            size_t o = head;
-            for (; o + 64 <= len; o += 64)
-                _mm512_stream_si512((void *)(dst + o), _mm512_loadu_si512((const void *)(stage + o)));
-            memcpy(dst + o, stage + o, len - o);
+            am_stream_copy(out->data + (r0 + n0) * out->row_stride, stage, (size_t)nr * M * item);
         }
         _mm_sfence();
         return;
@@ -1322,21 +1335,8 @@ static int avx2_block(const am_level_view *lv, const am_matrix *x, am_matrix *ou
 #endif
         }
 #ifndef AM_PROFILE_NO_STORE
-    if (stage_block) {
-        char *dst = out->data + r0 * out->row_stride;
-        size_t len = (size_t)nrows * out->row_stride;
-        size_t head = (size_t)((64 - ((uintptr_t)dst & 63)) & 63);
-        if (head > len)
-            head = len;
-        memcpy(dst, stage, head);
-        size_t o = head;
-        for (; o + 64 <= len; o += 64) {
-            _mm256_stream_si256((__m256i *)(dst + o), _mm256_loadu_si256((const __m256i *)(stage + o)));
-            _mm256_stream_si256((__m256i *)(dst + o + 32),
-                                _mm256_loadu_si256((const __m256i *)(stage + o + 32)));
-        }
-        memcpy(dst + o, stage + o, len - o);
-    }
+    if (stage_block)
+        am_stream_copy(out->data + r0 * out->row_stride, stage, (size_t)nrows * out->row_stride);
 #endif
     if (stream || stage_block)
         _mm_sfence();
