@@ -369,7 +369,31 @@ cdef class PreparedLevel:
             if self.lv.split_dims[i] > self.max_split:
                 self.max_split = self.lv.split_dims[i]
 
-    def product(self, x, out, int nthreads, flags=None):
+    def encode(self, x, int nthreads=1):
+        """Codes (N, C) uint8 of the rows of ``x`` (float32/float64, any strides).
+
+        The encoder alone, for tests: the codes the product sums tables for.
+        """
+        cdef am_matrix xm
+        _matrix(&xm, x, "x", False)
+        if self.max_split >= xm.cols:
+            raise ValueError(
+                f"split_dims must lie in [0, {xm.cols}) for rows of width {xm.cols}; "
+                f"found {self.max_split}"
+            )
+        if nthreads < 1:
+            raise ValueError(f"nthreads must be >= 1, got {nthreads}")
+        cdef cnp.ndarray codes = np.empty((xm.rows, self.lv.C), dtype=np.uint8)
+        cdef uint8_t *dst = <uint8_t *>cnp.PyArray_DATA(codes)
+        cdef int status = 0
+        if xm.rows > 0:
+            with nogil:
+                status = self.table.encode(&self.lv, &xm, dst, nthreads)
+        if status != 0:
+            raise MemoryError("approxmat kernel could not allocate its scratch memory")
+        return codes
+
+    def product(self, x, out, int nthreads=1, flags=None):
         """As :func:`product` with this level: returns the number of flagged rows."""
         return _run(self.table, &self.lv, x, out, nthreads, flags, self.max_split)
 
