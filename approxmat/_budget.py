@@ -1,4 +1,9 @@
-"""The accuracy budget at call time: verification on sampled rows, reports, warnings.
+"""The accuracy budget at call time: drift, verification on sampled rows, reports, warnings.
+
+:func:`account` is what a call does with the row flags of its kernel: counts rows with
+NaN/inf and rows outside the calibrated range (:func:`with_calibrated_ranges`), warns
+of drift, verifies sampled rows when ``config(verify=...)`` asks for it, applies
+``on_violation``, and records the :class:`CallReport`.
 
 A verified call computes the exact product for ``k`` rows drawn at random without
 replacement and estimates the call's relative error
@@ -16,7 +21,10 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import math
+import os
+import sys
 import threading
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -27,9 +35,11 @@ __all__ = [
     "CallReport",
     "CONFIDENCE",
     "DriftWarning",
+    "account",
     "estimate_error",
     "last_call",
     "sample_size",
+    "with_calibrated_ranges",
 ]
 
 #: One-sided confidence of the error bound of a verified call.
@@ -201,3 +211,132 @@ def estimate_error(approx_rows, exact_rows, nrows: int):
     variance *= 1.0 - k / nrows
     bound = ratio + float(stats.t.ppf(CONFIDENCE, k - 1)) * math.sqrt(variance)
     return estimate, math.sqrt(max(bound, 0.0))
+
+
+def account(state, x2d, y2d, level, config, flags) -> bool:
+    """Drift accounting, verification on sampled rows, and the call's report.
+
+    Parameters
+    ----------
+    state : approxmat._call.Product
+        Gives the float64 weights (``state.weights64()``) and one-time warnings
+        (``state.warn_once(key, warning)``).
+    x2d, y2d : ndarray, shape (N, D) and (N, M)
+        The call's rows and the approximate product the kernel wrote.
+    level : Level
+        The level used.
+    config : Config
+        The settings of the call.
+    flags : ndarray of uint8, shape (N,), or None
+        Bit 0 set for rows with NaN/inf and bit 1 for rows out of the calibrated
+        range; None when no row is flagged.
+
+    Returns
+    -------
+    bool
+        True when the exact product must be returned instead.
+    """
+    nrows = x2d.shape[0]
+    n_nonfinite = n_outside = 0
+    if flags is not None:
+        n_nonfinite = int(np.count_nonzero(flags & 1))
+        n_outside = int(np.count_nonzero(flags & 2))
+        fraction = config.drift_fraction
+        if fraction is not None and n_outside > fraction * nrows:
+            state.warn_once(
+                "drift",
+                DriftWarning(
+                    f"{n_outside} of {nrows} rows ({n_outside / nrows:.1%}) have split "
+                    f"columns outside the range of the calibration data (drift_fraction="
+                    f"{fraction:g}); the validated error may not hold. Refit on current "
+                    "data, or use approxmat.config(verify=...) to check calls."
+                ),
+            )
+    k = sample_size(config.verify, nrows)
+    if not k:
+        record(level.ncodebooks, nrows, 0, math.nan, math.nan, False, n_outside, n_nonfinite)
+        return False
+    rows = sample_rows(nrows, k)
+    if n_nonfinite:
+        rows = rows[(flags[rows] & 1) == 0]  # NaN rows are NaN in both products
+    verified = len(rows)
+    exact = x2d[rows].astype(np.float64) @ state.weights64()
+    estimate, bound = estimate_error(y2d[rows], exact, nrows - n_nonfinite)
+    tolerance = config.tolerance
+    if tolerance is None or bound <= tolerance:
+        record(level.ncodebooks, nrows, verified, estimate, bound, False, n_outside, n_nonfinite)
+        return False
+    message = (
+        f"approximate product exceeded the accuracy budget: estimated relative "
+        f"error {estimate:.3g}, {CONFIDENCE:.0%} upper bound {bound:.3g} > "
+        f"tolerance {tolerance:g} ({verified} of {nrows} rows verified, level with "
+        f"{level.ncodebooks} codebooks, validated error {level.error:.3g})"
+    )
+    outcome = {
+        "raise": "verification failed: raised",
+        "warn": f"level with {level.ncodebooks} codebooks; verification failed: warned",
+        "exact": "verification failed: exact product returned",
+    }[config.on_violation]
+    fell_back = config.on_violation == "exact"
+    record(
+        level.ncodebooks, nrows, verified, estimate, bound, fell_back, n_outside, n_nonfinite,
+        outcome,
+    )
+    if config.on_violation == "raise":
+        raise ApproxAccuracyError(message)
+    if config.on_violation == "warn":
+        warn(ApproxMatrixWarning(message))
+    else:
+        state.warn_once(
+            "violation",
+            ApproxMatrixWarning(
+                message + "; the exact product was returned instead (this warning "
+                "is shown once per matrix)"
+            ),
+        )
+    return fell_back
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn(warning: Warning) -> None:
+    """``warnings.warn`` pointing at the first line of the caller outside approxmat.
+
+    The depth of the call inside approxmat differs between the product paths.
+    """
+    frame, level = sys._getframe(0), 1  # stacklevel=1 is this function
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(warning, stacklevel=level)
+
+
+#: Calibrated ranges are widened by this fraction of their width on each side, so
+#: that fresh rows from the calibration distribution rarely leave them (the extremes
+#: of a finite sample are exceeded by about 2 / N of new rows per column).
+RANGE_MARGIN = 0.1
+
+
+def with_calibrated_ranges(level, X_cal):
+    """``level`` with the calibrated range of its split columns (float32, rounded outwards).
+
+    Rows whose split columns leave these ranges are counted by the kernels' row
+    flags (bit 1) and may raise a :class:`DriftWarning`.
+
+    Examples
+    --------
+    >>> from approxmat._testing import random_level
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(0, 1, (100, 6))
+    >>> lv = with_calibrated_ranges(random_level(6, 2, 1, rng), X)
+    >>> bool((lv.split_low < 0).all() and (lv.split_high > 1).all())   # 10 % margin
+    True
+    """
+    values = X_cal[:, level.split_dims].astype(np.float64)  # (N, C, 4)
+    low, high = values.min(axis=0), values.max(axis=0)
+    margin = RANGE_MARGIN * (high - low)
+    low, high = low - margin, high + margin
+    low32, high32 = low.astype(np.float32), high.astype(np.float32)
+    low32 = np.where(low32 > low, np.nextafter(low32, np.float32(-np.inf)), low32)
+    high32 = np.where(high32 < high, np.nextafter(high32, np.float32(np.inf)), high32)
+    return dataclasses.replace(level, split_low=low32, split_high=high32)

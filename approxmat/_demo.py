@@ -253,7 +253,7 @@ def run_demo(
     """
     import approxmat as am
 
-    from . import _dispatch, _kernels
+    from . import _backend, _kernels
 
     file = file if file is not None else sys.stdout
     if repeat < 1:
@@ -335,7 +335,7 @@ def run_demo(
             calls.append(call)
         medians = _interleaved_medians(calls, repeat)
         with am.config(threads=threads):
-            kthreads = _dispatch.kernel_threads()
+            kthreads = _backend.kernel_threads()
         blas = _blas_threads()
     t_numpy = medians[0]
     for row, t in zip(rows, medians[1:]):

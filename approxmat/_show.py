@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from . import _build_info, _dispatch, _kernels
+from . import _backend, _build_info, _kernels
 from ._config import get_config
 
 __all__ = ["show_config", "build_facts"]
@@ -32,7 +32,7 @@ def build_facts() -> dict:
         "openmp": _kernels.openmp_enabled(),
         "simd_in_use": _kernels.selected_variant(),
         "simd_available": _kernels.supported_variants(),
-        "kernel_threads": _dispatch.kernel_threads(),
+        "kernel_threads": _backend.kernel_threads(),
         "config": get_config(),
     }
 

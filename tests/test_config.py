@@ -13,7 +13,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import approxmat as am
-from approxmat import _dispatch, _kernels
+from approxmat import _backend, _kernels
 from approxmat._config import Config
 
 
@@ -153,13 +153,13 @@ def test_repr():
 
 # ---------------------------------------------------------------- threads
 def test_kernel_threads_rule():
-    cores = _dispatch.available_cores()
+    cores = _backend.available_cores()
     omp = _kernels.max_threads()
-    assert _dispatch.kernel_threads() == min(cores, omp)
-    assert _dispatch.kernel_threads(1) == 1
-    assert _dispatch.kernel_threads(10_000) == omp
+    assert _backend.kernel_threads() == min(cores, omp)
+    assert _backend.kernel_threads(1) == 1
+    assert _backend.kernel_threads(10_000) == omp
     with am.config(threads=1):
-        assert _dispatch.kernel_threads() == 1
+        assert _backend.kernel_threads() == 1
 
 
 def test_extension_is_built_with_openmp_and_seen_by_threadpoolctl():
@@ -171,10 +171,10 @@ def test_extension_is_built_with_openmp_and_seen_by_threadpoolctl():
 def test_threadpoolctl_limits_cap_kernel_threads():
     with threadpool_limits(limits=1):
         assert _kernels.max_threads() == 1
-        assert _dispatch.kernel_threads() == 1
+        assert _backend.kernel_threads() == 1
         with am.config(threads=2):
-            assert _dispatch.kernel_threads() == 1
-    assert _dispatch.kernel_threads(1) == 1
+            assert _backend.kernel_threads() == 1
+    assert _backend.kernel_threads(1) == 1
 
 
 def test_parallel_region_runs_requested_threads():
@@ -182,7 +182,7 @@ def test_parallel_region_runs_requested_threads():
     assert _kernels.parallel_probe(1) == 1
     assert _kernels.parallel_probe(2) == 2
     with threadpool_limits(limits=1):
-        assert _kernels.parallel_probe(_dispatch.kernel_threads(2)) == 1
+        assert _kernels.parallel_probe(_backend.kernel_threads(2)) == 1
 
 
 def test_show_config_reports_build_and_runtime():

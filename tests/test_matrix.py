@@ -225,11 +225,11 @@ def test_fitted_product_follows_the_reference(fitted_pair, rng):
 def test_large_results_are_64_byte_aligned(fitted_pair, rng):
     """Results of at least ALIGNED_OUTPUT_MIN_BYTES start on a 64-byte boundary, on both
     the fast 2-D path and the general path (3-D x); small ones are plain arrays."""
-    from approxmat import _dispatch
+    from approxmat import _backend
 
     weights, W = fitted_pair
     level = W._levels[1]
-    n = _dispatch.ALIGNED_OUTPUT_MIN_BYTES // (5 * 8) + 3
+    n = _backend.ALIGNED_OUTPUT_MIN_BYTES // (5 * 8) + 3
     for x in (rng.standard_normal((n, 24)), rng.standard_normal((3, n, 24))):
         for got in (x @ W, np.matmul(x, W)):
             assert got.ctypes.data % 64 == 0 and got.flags.c_contiguous

@@ -1,11 +1,15 @@
-"""Pure-Python dispatcher: decides how a product is computed; the kernels compute.
+"""The compiled kernels as the call sees them: variant, threads, prepared levels, outputs.
 
-Decisions made here, in the calling thread:
+Everything here is about *how* a chosen level runs, never *whether* it runs (that is
+:mod:`approxmat._call`):
 
-* whether a call is approximated at all (fitted, float result, within the budget),
-* which fitted level serves the accuracy budget (:func:`choose_level`),
+* the kernel variant chosen at import (``APPROXMAT_FORCE_ISA`` may lower it),
 * how many threads a kernel may use (:func:`kernel_threads`),
-* which implementation computes it (compiled kernel, or the NumPy reference).
+* the level's packed tables and validated kernel arguments, made once per level and
+  variant and cached on the level (:func:`prepared_level`),
+* result buffers the kernels write fastest into (:func:`empty_output`),
+* the one kernel entry of the package, :func:`product` (the NumPy reference computes
+  dtype pairs the kernels do not take).
 """
 
 from __future__ import annotations
@@ -17,10 +21,26 @@ import numpy as np
 from . import _kernels, _reference
 from ._config import get_config
 
-__all__ = ["available_cores", "kernel_threads", "choose_level", "approx_product"]
+__all__ = [
+    "FLAG_NONFINITE",
+    "FLAG_OUT_OF_RANGE",
+    "KERNEL_DTYPES",
+    "available_cores",
+    "empty_output",
+    "kernel_entry",
+    "kernel_threads",
+    "packed_level",
+    "prepared_level",
+    "product",
+]
 
-#: Result dtypes the approximate path produces; anything else is computed exactly.
-APPROX_RESULT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+#: Input and output dtypes the compiled kernels handle.
+KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Row flag bits returned by :func:`product`.
+FLAG_NONFINITE = 1
+FLAG_OUT_OF_RANGE = 2
+#: The kernel variant chosen at import (``APPROXMAT_FORCE_ISA`` may lower it).
+DEFAULT_VARIANT = _kernels.selected_variant()
 
 
 def available_cores() -> int:
@@ -79,7 +99,7 @@ def empty_output(nrows: int, ncols: int, dtype) -> np.ndarray:
 
     Examples
     --------
-    >>> from approxmat._dispatch import empty_output
+    >>> from approxmat._backend import empty_output
     >>> y = empty_output(1000, 100, np.float32)
     >>> y.shape, y.dtype, y.ctypes.data % 64, y.flags.c_contiguous
     ((1000, 100), dtype('float32'), 0, True)
@@ -91,28 +111,48 @@ def empty_output(nrows: int, ncols: int, dtype) -> np.ndarray:
     return _kernels.aligned_bytes(nbytes).view(dtype).reshape(nrows, ncols)
 
 
-def choose_level(levels, tolerance):
-    """The level a call with this accuracy budget uses, or None for the exact product.
+def packed_level(level, variant=None):
+    """The level's tables in the layout of a kernel variant, computed once and cached.
 
-    Parameters
-    ----------
-    levels : sequence of Level
-        Fitted levels, cheapest (fewest codebooks) first.
-    tolerance : float or None
-        ``None``: the most accurate level. ``t``: the cheapest level whose
-        validated error is ``<= t``; None if no level qualifies.
+    Stored in ``level.cache[("packed", variant)]``. Concurrent first calls may both
+    pack; they produce identical arrays, so the race is harmless.
     """
-    if not levels:
-        return None
-    if tolerance is None:
-        return min(levels, key=lambda level: (level.error, level.ncodebooks))
-    for level in levels:
-        if level.error <= tolerance:
-            return level
-    return None
+    variant = variant or DEFAULT_VARIANT
+    key = ("packed", variant)
+    packed = level.cache.get(key)
+    if packed is None:
+        packed = _kernels.pack(
+            level.split_dims, level.thresholds, level.luts, level.scale, level.offset, variant,
+            level.split_low, level.split_high,
+        )
+        level.cache[key] = packed
+    return packed
 
 
-def approx_product(x2d, level, out2d, threads=None):
+def prepared_level(level, variant=None):
+    """A :class:`approxmat._kernels.PreparedLevel` of the level, made once and cached."""
+    variant = variant or DEFAULT_VARIANT
+    key = ("prepared", variant)
+    prepared = level.cache.get(key)
+    if prepared is None:
+        prepared = _kernels.PreparedLevel(
+            level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
+            packed_level(level, variant), variant,
+        )
+        level.cache[key] = prepared
+    return prepared
+
+
+def kernel_entry(level, variant=None):
+    """The kernel entry of a level: ``entry(x2d, out2d, nthreads) -> flags or None``.
+
+    The bound ``checked_product`` of the level's :func:`prepared_level`; the call-time
+    fast path keeps it to skip the lookups of :func:`product`.
+    """
+    return prepared_level(level, variant).checked_product
+
+
+def product(x2d, level, out2d, threads=None):
     """Write the approximate product of rows ``x2d`` into ``out2d``; return the row flags.
 
     Parameters
@@ -133,57 +173,26 @@ def approx_product(x2d, level, out2d, threads=None):
         finite and some split column lies outside the level's calibration range
         (never set when the level has no ranges). Equal to
         :func:`approxmat._reference.row_flags` (``nonfinite | out_of_range << 1``).
+
+    Examples
+    --------
+    >>> from approxmat._testing import random_level
+    >>> rng = np.random.default_rng(0)
+    >>> level = random_level(8, 3, 2, rng)
+    >>> x = rng.standard_normal((4, 8)).astype(np.float32)
+    >>> out = np.empty((4, 3), np.float32)
+    >>> x[1, 0] = np.nan
+    >>> product(x, level, out, threads=1)
+    array([0, 1, 0, 0], dtype=uint8)
+    >>> bool(np.isnan(out[1]).all())
+    True
     """
     nthreads = kernel_threads(threads)
     if x2d.dtype in KERNEL_DTYPES and out2d.dtype in KERNEL_DTYPES:
-        return prepared_level(level).checked_product(x2d, out2d, nthreads)
+        return kernel_entry(level)(x2d, out2d, nthreads)
     # No kernel for this dtype combination: the (single-threaded) NumPy reference.
     out2d[...] = _reference.approx_matmul(x2d, level, out2d.dtype)
     nonfinite, out_of_range = _reference.row_flags(x2d, level)
     out2d[nonfinite] = np.nan
     flags = nonfinite.astype(np.uint8) | (out_of_range.astype(np.uint8) << 1)
     return flags if flags.any() else None
-
-
-#: Row flag bits returned by :func:`approx_product`.
-FLAG_NONFINITE = 1
-FLAG_OUT_OF_RANGE = 2
-#: Input and output dtypes the compiled kernels handle.
-KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-#: The kernel variant chosen at import (``APPROXMAT_FORCE_ISA`` may lower it).
-_DEFAULT_VARIANT = _kernels.selected_variant()
-
-
-def prepared_level(level, variant=None):
-    """A :class:`approxmat._kernels.PreparedLevel` of the level, made once and cached.
-
-    Its ``product(x, out, nthreads, flags)`` is the one kernel entry of the dispatcher.
-    """
-    variant = variant or _DEFAULT_VARIANT
-    key = ("prepared", variant)
-    prepared = level.cache.get(key)
-    if prepared is None:
-        prepared = _kernels.PreparedLevel(
-            level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
-            packed_level(level, variant), variant,
-        )
-        level.cache[key] = prepared
-    return prepared
-
-
-def packed_level(level, variant=None):
-    """The level's tables in the layout of a kernel variant, computed once and cached.
-
-    Stored in ``level.cache[("packed", variant)]``. Concurrent first calls may both
-    pack; they produce identical arrays, so the race is harmless.
-    """
-    variant = variant or _DEFAULT_VARIANT
-    key = ("packed", variant)
-    packed = level.cache.get(key)
-    if packed is None:
-        packed = _kernels.pack(
-            level.split_dims, level.thresholds, level.luts, level.scale, level.offset, variant,
-            level.split_low, level.split_high,
-        )
-        level.cache[key] = packed
-    return packed
