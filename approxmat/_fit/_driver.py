@@ -19,7 +19,7 @@ import numpy as np
 from .._level import MAX_CODEBOOKS, Level
 from .._reference import approx_matmul, encode
 from ._options import FitOptions
-from ._quantise import quantise_for_codes
+from ._quantise import quantize_for_codes
 from ._tables import choose_penalty, partials, predict, relative_error, ridge_refit
 from ._trees import block_bounds, learn_trees
 
@@ -49,8 +49,17 @@ DEFAULT_LADDER = (4, 8, 16, 32, 64)
 def default_ncodebooks(D):
     """The default ladder of codebook counts for ``D`` input columns.
 
-    Powers of two 4, 8, 16, 32 and 64 that do not exceed ``D`` (each codebook
-    needs at least one column); ``[D]`` when ``D < 4``.
+    Parameters
+    ----------
+    D : int
+        Number of input columns, ``>= 1``.
+
+    Returns
+    -------
+    list of int
+        The powers of two of :data:`DEFAULT_LADDER` (4, 8, 16, 32 and 64) that
+        do not exceed ``D`` (each codebook needs at least one column); ``[D]``
+        when ``D < 4``.
 
     Examples
     --------
@@ -66,6 +75,7 @@ def default_ncodebooks(D):
 
 
 def _check_ncodebooks(ncodebooks, D):
+    """The sorted distinct numbers of codebooks to fit; raises on bad input."""
     if ncodebooks is None:
         return default_ncodebooks(D)
     if isinstance(ncodebooks, (numbers.Integral, np.integer)) and not isinstance(
@@ -108,6 +118,10 @@ def _check_ncodebooks(ncodebooks, D):
 
 
 def _check_calibration(X_cal, D):
+    """``X_cal`` as a float32 or float64 array of shape (N, D); raises on bad input.
+
+    Floats narrower than float32 become float32 and integers float64.
+    """
     X = np.asarray(X_cal)
     if X.dtype.kind not in "fiu":
         raise TypeError(
@@ -368,7 +382,7 @@ def _fit_one(C, cal, options, log, shared):
 
     # Quantisation: the scheme with the lower error on the fitting rows.
     stats["fit_err_real"] = relative_error(predict(codes_fit, T), cal.Y_fit)
-    q = quantise_for_codes(T, codes_fit, cal.Y_fit)
+    q = quantize_for_codes(T, codes_fit, cal.Y_fit)
     stats.update(q.errors)
     stats["scheme"] = q.scheme
     level = Level(

@@ -5,7 +5,7 @@ integer sums (:mod:`approxmat._level`), so the only error added here is the
 rounding of each table entry to a step of ``scale``. Two schemes are computed,
 both followed by a per-column least-squares correction of ``scale`` and
 ``offset`` on the fitting rows, and the more accurate is kept
-(:func:`quantise_for_codes`).
+(:func:`quantize_for_codes`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from .._level import NLEAVES
 from ._tables import onehot, relative_error
 
-__all__ = ["QuantisedTables", "quantise_for_codes", "quantize_tables"]
+__all__ = ["QuantizedTables", "quantize_for_codes", "quantize_tables"]
 
 #: Quantisation schemes, in the order they are tried (the first wins ties).
 SCHEMES = ("column", "global")
@@ -92,8 +92,8 @@ def _table_sums(codes, luts):
     return onehot(codes) @ luts.reshape(C * NLEAVES, -1).astype(np.float64)
 
 
-class QuantisedTables(NamedTuple):
-    """The outcome of :func:`quantise_for_codes`."""
+class QuantizedTables(NamedTuple):
+    """The outcome of :func:`quantize_for_codes`."""
 
     luts: np.ndarray
     scale: np.ndarray
@@ -105,7 +105,7 @@ class QuantisedTables(NamedTuple):
     errors: dict
 
 
-def quantise_for_codes(T, codes, Y):
+def quantize_for_codes(T, codes, Y):
     """Quantise ``T`` with the scheme and correction most accurate on given rows.
 
     Each scheme of :data:`SCHEMES` is quantised by :func:`quantize_tables`,
@@ -123,7 +123,7 @@ def quantise_for_codes(T, codes, Y):
 
     Returns
     -------
-    QuantisedTables
+    QuantizedTables
         ``luts`` uint8 (C, 16, M), contiguous ``scale`` and ``offset`` float64
         (M,), the scheme kept and the errors of every scheme.
 
@@ -134,7 +134,7 @@ def quantise_for_codes(T, codes, Y):
     >>> rng = np.random.default_rng(0)
     >>> T = rng.standard_normal((3, 16, 2)) * np.array([1.0, 100.0])
     >>> codes = rng.integers(0, 16, size=(500, 3)).astype(np.uint8)
-    >>> q = quantise_for_codes(T, codes, predict(codes, T))
+    >>> q = quantize_for_codes(T, codes, predict(codes, T))
     >>> q.luts.dtype, q.scheme, q.errors["fit_err_column_corrected"] < 0.01
     (dtype('uint8'), 'column', True)
     """
@@ -151,7 +151,7 @@ def quantise_for_codes(T, codes, Y):
         if choice is None or err < choice[0]:
             choice = (err, scheme, luts, a, b)
     _, scheme, luts, scale, offset = choice
-    return QuantisedTables(
+    return QuantizedTables(
         luts=np.ascontiguousarray(luts),
         scale=np.ascontiguousarray(scale, dtype=np.float64),
         offset=np.ascontiguousarray(offset, dtype=np.float64),

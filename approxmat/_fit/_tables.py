@@ -152,7 +152,24 @@ def solve(GtG, GtR, lam):
 
 
 def predict(codes, T):
-    """The real-valued prediction ``sum_c T[c, codes[:, c]]``, shape (N, M)."""
+    """The prediction of real tables, ``sum_c T[c, codes[:, c]]``.
+
+    Parameters
+    ----------
+    codes : ndarray of uint8, shape (N, C)
+    T : ndarray, shape (C, 16, M)
+
+    Returns
+    -------
+    ndarray of float64, shape (N, M)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> T = np.arange(2 * 16, dtype=float).reshape(2, 16, 1)
+    >>> predict(np.array([[1, 2]], dtype=np.uint8), T).tolist()
+    [[19.0]]
+    """
     C, K, M = T.shape
     return onehot(codes) @ T.reshape(C * K, M)
 
@@ -160,7 +177,14 @@ def predict(codes, T):
 def relative_error(Yhat, Y):
     """Relative Frobenius error ``||Yhat - Y||_F / ||Y||_F``.
 
-    0 when both are zero and ``inf`` when only ``Y`` is.
+    Parameters
+    ----------
+    Yhat, Y : ndarray of the same shape
+
+    Returns
+    -------
+    float
+        0 when both are zero, ``inf`` when ``Y`` is zero and ``Yhat`` is not.
 
     Examples
     --------
