@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from approxmat._learn import fit_levels
+from approxmat._fit import FitOptions, fit_levels
 from approxmat._reference import approx_matmul
 
 
@@ -51,17 +51,20 @@ def relative_error(X, W, level):
     return float(np.linalg.norm(approx_matmul(X, level, np.float64) - Y) / np.linalg.norm(Y))
 
 
-def run(X_cal, X_test, W, mode=None, seed=0, columns=None):
+def run(X_cal, X_test, W, options=None, seed=0):
+    options = FitOptions() if options is None else options
     stats = []
     t0 = time.perf_counter()
-    levels = fit_levels(
-        X_cal, W, random_state=seed, _stats=stats, _mode=mode, _columns=columns
-    )
+    levels = fit_levels(X_cal, W, random_state=seed, _stats=stats, options=options)
     total = time.perf_counter() - t0
-    cols = "block" if mode == "reference" else columns or "all (default)"
+    default = FitOptions()
+
+    def shown(value, default_value):
+        return f"{value} (default)" if value == default_value else value
+
     print(
-        f"tree mode: {mode or 'residual (default)'}; split columns: {cols}; "
-        f"total fit time {total:.1f} s"
+        f"tree mode: {shown(options.tree_mode, default.tree_mode)}; split columns: "
+        f"{shown(options.tree_columns, default.tree_columns)}; total fit time {total:.1f} s"
     )
     head = (
         f"{'C':>4} {'val err':>8} {'test err':>8} {'bytes':>7} {'fit s':>6} "
@@ -99,10 +102,10 @@ def main(argv=None):
     run(X_cal, X_test, W, seed=args.seed)
     if args.block:
         print()
-        run(X_cal, X_test, W, seed=args.seed, columns="block")
+        run(X_cal, X_test, W, FitOptions(split_columns="block"), seed=args.seed)
     if args.reference:
         print()
-        run(X_cal, X_test, W, mode="reference", seed=args.seed)
+        run(X_cal, X_test, W, FitOptions(tree_mode="reference"), seed=args.seed)
 
 
 if __name__ == "__main__":

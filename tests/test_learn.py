@@ -5,16 +5,18 @@ import re
 import numpy as np
 import pytest
 
-from approxmat import _learn
-from approxmat._learn import (
+from approxmat._fit import (
     MIN_CALIBRATION_ROWS,
-    _block_bounds,
-    _leaf_means,
-    _learn_tree,
+    VALIDATE_FRACTION,
+    FitOptions,
+    _tables,
+    _trees,
     default_ncodebooks,
     fit_levels,
     quantize_tables,
 )
+from approxmat._fit._tables import _leaf_means
+from approxmat._fit._trees import _learn_tree, block_bounds
 from approxmat._level import MAX_CODEBOOKS
 from approxmat._reference import approx_matmul, encode
 
@@ -47,9 +49,9 @@ def fitted(problem):
 
 
 def test_block_bounds_extra_columns_go_first():
-    assert _block_bounds(10, 4).tolist() == [0, 3, 6, 8, 10]
-    assert _block_bounds(8, 8).tolist() == list(range(9))
-    assert _block_bounds(5, 1).tolist() == [0, 5]
+    assert block_bounds(10, 4).tolist() == [0, 3, 6, 8, 10]
+    assert block_bounds(8, 8).tolist() == list(range(9))
+    assert block_bounds(5, 1).tolist() == [0, 5]
 
 
 def test_default_ladder():
@@ -156,8 +158,8 @@ def test_split_candidates_match_brute_force():
     counts = np.bincount(bucket, minlength=nb)
     tot = np.stack([feats[bucket == b].sum(0) for b in range(nb)])
     cand = np.array([0, 2, 3, 4])
-    score, lo, hi, split, vmax = _learn._split_candidates(
-        _learn._presort(raw), cand, bucket, counts, feats.astype(np.float32), tot
+    score, lo, hi, split, vmax = _trees._split_candidates(
+        _trees._presort(raw), cand, bucket, counts, feats.astype(np.float32), tot
     )
     for i, j in enumerate(cand):
         g, los, his = _brute_force_splits(raw, j, bucket, nb, feats)
@@ -176,9 +178,9 @@ def test_all_columns_proxy_ranks_like_the_block_proxy():
     feats += 0.3 * rng.standard_normal(feats.shape)
     bucket = (raw[:, 0] > 0).astype(np.uint8) + 2 * (raw[:, 5] > 0.5)
     counts = np.bincount(bucket, minlength=4)
-    proxy = _learn._AllColumnsProxy(raw, np.arange(600))
+    proxy = _trees._AllColumnsProxy(raw, np.arange(600))
     got = proxy(bucket, feats, 3)
-    want = _learn._proxy_candidates(raw, bucket, counts, feats, 3)
+    want = _trees._proxy_candidates(raw, bucket, counts, feats, 3)
     assert got.tolist() == want.tolist() == [2, 7, 10]
 
 
@@ -189,7 +191,7 @@ def test_split_columns_outside_the_block_when_the_data_calls_for_it():
     X = rng.standard_normal((1000, 4))
     W = np.array([[0.0], [0.0], [1.0], [1.0]])
     lv_all = fit_levels(X, W, 2, random_state=0)[0]
-    lv_blk = fit_levels(X, W, 2, random_state=0, _columns="block")[0]
+    lv_blk = fit_levels(X, W, 2, random_state=0, options=FitOptions(split_columns="block"))[0]
     assert set(lv_blk.split_dims[0].tolist()) <= {0, 1}
     assert set(lv_blk.split_dims[1].tolist()) <= {2, 3}
     assert set(lv_all.split_dims[0].tolist()) <= {2, 3}
@@ -199,27 +201,26 @@ def test_split_columns_outside_the_block_when_the_data_calls_for_it():
 
 def test_block_split_columns_stay_in_their_blocks(problem):
     X, _, W = problem
-    for lv in fit_levels(X, W, [3, 8], random_state=0, _columns="block"):
-        bounds = _block_bounds(24, lv.ncodebooks)
+    for lv in fit_levels(X, W, [3, 8], random_state=0, options=FitOptions(split_columns="block")):
+        bounds = block_bounds(24, lv.ncodebooks)
         for c in range(lv.ncodebooks):
             assert (bounds[c] <= lv.split_dims[c]).all()
             assert (lv.split_dims[c] < bounds[c + 1]).all()
     with pytest.raises(ValueError, match="split-column mode"):
-        fit_levels(X, W, 2, random_state=0, _columns="nope")
+        fit_levels(X, W, 2, random_state=0, options=FitOptions(split_columns="nope"))
 
 
-def test_tree_search_on_a_row_sample_keeps_fit_and_call_identical(problem, monkeypatch):
+def test_tree_search_on_a_row_sample_keeps_fit_and_call_identical(problem):
     X, _, W = problem
-    monkeypatch.setattr(_learn, "TREE_SAMPLE_ROWS", 150)
-    monkeypatch.setattr(_learn, "PROXY_SAMPLE_ROWS", 100)
-    a = fit_levels(X, W, 4, random_state=3)[0]
-    b = fit_levels(X, W, 4, random_state=3)[0]
+    options = FitOptions(tree_sample_rows=150, proxy_sample_rows=100)
+    a = fit_levels(X, W, 4, random_state=3, options=options)[0]
+    b = fit_levels(X, W, 4, random_state=3, options=options)[0]
     np.testing.assert_array_equal(a.thresholds, b.thresholds)
     assert 0 < a.error < 0.6
 
 
 def test_many_outputs_use_the_principal_directions_for_the_proxy():
-    # M > PROXY_DIMS: the residual is rotated to principal directions and the
+    # M > FitOptions.proxy_dims: the residual is rotated to principal directions and the
     # proxy sees the leading ones only; the fit still works and is accurate.
     rng = np.random.default_rng(10)
     X = _lowrank(rng, 800, 16, r=3)
@@ -250,9 +251,9 @@ def test_ridge_refit_recovers_additive_tables():
     truth = rng.standard_normal((3, 16, 2))
     Y = sum(truth[c][codes[:, c]] for c in range(3))
     zeros = [np.zeros_like(Y)] * 3
-    T0, GtG, GtR = _learn._ridge_tables(codes, Y, zeros, None)
-    T = T0 + _learn._solve(GtG, GtR, 1e-9).reshape(T0.shape)
-    np.testing.assert_allclose(_learn._predict(codes, T), Y, atol=1e-6)
+    T0, GtG, GtR = _tables._ridge_tables(codes, Y, zeros)
+    T = T0 + _tables.solve(GtG, GtR, 1e-9).reshape(T0.shape)
+    np.testing.assert_allclose(_tables.predict(codes, T), Y, atol=1e-6)
 
 
 # ------------------------------------------------------------- quantisation
@@ -304,7 +305,7 @@ def test_fit_levels_structure(fitted, problem):
         assert lv.luts.shape == (lv.ncodebooks, 16, 3)
         assert np.isfinite(lv.thresholds).all()
         assert 0 < lv.error < 1
-        # By default any column may be a split column (SPLIT_COLUMNS = "all").
+        # By default any column may be a split column (split_columns="all").
         assert ((0 <= lv.split_dims) & (lv.split_dims < 24)).all()
     errs = [lv.error for lv in fitted]
     assert errs[2] < errs[0]
@@ -334,7 +335,7 @@ def test_validation_error_matches_reference_on_the_validation_rows(problem):
     X, _, W = problem
     lv = fit_levels(X, W, 4, random_state=5)[0]
     perm = np.random.default_rng(5).permutation(len(X))
-    val = np.sort(perm[: round(len(X) * _learn.VALIDATE_FRACTION)])
+    val = np.sort(perm[: round(len(X) * VALIDATE_FRACTION)])
     Y = X[val].astype(np.float64) @ W
     err = np.linalg.norm(approx_matmul(X[val], lv, np.float64) - Y) / np.linalg.norm(Y)
     assert lv.error == err
@@ -353,7 +354,7 @@ def test_determinism(problem):
 
 def test_reference_tree_mode_runs(problem):
     X, _, W = problem
-    lv = fit_levels(X, W, 4, random_state=0, _mode="reference")[0]
+    lv = fit_levels(X, W, 4, random_state=0, options=FitOptions(tree_mode="reference"))[0]
     assert 0 < lv.error < 1
 
 

@@ -7,10 +7,14 @@ rows, M = 10.
 
 import numpy as np
 
-from approxmat._learn import fit_levels
+from approxmat._fit import FitOptions, fit_levels
 from approxmat._reference import approx_matmul
 
 _CS = [4, 8, 16, 32]
+#: Split columns restricted to each codebook's contiguous block, as in the paper.
+_BLOCK = FitOptions(split_columns="block")
+#: The paper's tree criterion.
+_REFERENCE = FitOptions(tree_mode="reference")
 
 
 def _problem(seed=0, n_cal=4000, n_test=2000, D=128, M=10, rank=16):
@@ -51,13 +55,13 @@ class AccuracySuite:
     def track_block_columns_test_error(self, cache, ncodebooks):
         """Split columns restricted to each codebook's contiguous block."""
         X_cal, X_test, W = _problem()
-        lv = fit_levels(X_cal, W, ncodebooks, random_state=0, _columns="block")[0]
+        lv = fit_levels(X_cal, W, ncodebooks, random_state=0, options=_BLOCK)[0]
         Y = X_test.astype(np.float64) @ W
         return float(np.linalg.norm(approx_matmul(X_test, lv, np.float64) - Y) / np.linalg.norm(Y))
 
     def track_reference_criterion_test_error(self, cache, ncodebooks):
         X_cal, X_test, W = _problem()
-        lv = fit_levels(X_cal, W, ncodebooks, random_state=0, _mode="reference")[0]
+        lv = fit_levels(X_cal, W, ncodebooks, random_state=0, options=_REFERENCE)[0]
         Y = X_test.astype(np.float64) @ W
         return float(np.linalg.norm(approx_matmul(X_test, lv, np.float64) - Y) / np.linalg.norm(Y))
 
