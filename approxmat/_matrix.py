@@ -289,7 +289,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         ApproxMatrix
             ``self``, fitted.
         """
-        from ._learn import fit_levels
+        from ._fit import fit_levels
 
         levels = fit_levels(
             X_cal, self._weights, ncodebooks, random_state=random_state, progress=progress
