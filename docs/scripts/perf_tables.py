@@ -15,6 +15,7 @@ Every table comes with the exact command and the machine facts its run recorded.
 
 import json
 import pathlib
+import sys
 
 import matplotlib.ticker  # noqa: F401 (used by _plot)
 
@@ -173,11 +174,11 @@ def render_kernels(facts, source):
 def main_kernels(out=KERNELS_OUT):
     runs = sorted((DOCS / "data").glob("kernels-*.json"))
     if not runs:
-        raise FileNotFoundError(
-            f"docs/scripts/perf_tables.py: no docs/data/kernels-*.json, so the kernel "
-            f"benchmarks page has no figures. Measure and commit a run, from the "
-            f"repository root on an otherwise idle machine:\n    {KERNELS_COMMAND}"
-        )
+        msg = (f"docs/scripts/perf_tables.py: no docs/data/kernels-*.json, so the kernel "
+               f"benchmarks page has no figures. Measure and commit a run, from the "
+               f"repository root on an otherwise idle machine:\n    {KERNELS_COMMAND}")
+        print(f"\nerror: {msg}\n", file=sys.stderr)  # Sphinx buries the traceback
+        raise FileNotFoundError(msg)
     text = "\n".join(render_kernels(json.loads(p.read_text()), p.name) for p in runs)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
