@@ -1,6 +1,11 @@
 """Speed of approximate products against NumPy's ``x @ weights``, and the memory floor.
 
-Run: ``python benchmarks/speed.py [--reps 15] [--quick]``
+Run: ``python benchmarks/speed.py [--reps 15] [--quick] [--json PATH]``
+
+``--json PATH`` also writes both tables to ``PATH`` (columns with their units, rows, the
+command line and the machine: CPU model, cores, kernel variant, NumPy version, date);
+``docs/scripts/perf_tables.py`` renders ``docs/data/kernels-*.json`` into the
+documentation.
 
 Everything is measured in one process, interleaved (each repetition runs every
 contender once, in a new random order), and reported as the **minimum** over repetitions (the machine
@@ -21,7 +26,9 @@ Columns (milliseconds unless noted):
 * ``F 1t`` / ``F 2t``: the kernel on column-major float32 x (the paper's layout),
   product only, as the reference measures it; ``F+fl``: with the row flags (a full
   finiteness pass over X, which the reference does not do).
-* ``ref F``: the paper's reference encode + scan on this machine (issue 4).
+* ``ref F``: the paper's reference encode + scan (bolt's "mithral"), column-major x, one
+  core, as measured once on the 2-vCPU Zen 4 machine of ``benchmarks/LOG.md`` (fixed
+  figures in ``REFERENCE_MS``, not measured by this script); ``ref/F1t``: their ratio.
 * ``F floor``: reading the distinct split columns once plus writing the float32 output
   once at the bandwidths measured in this run: the least a column-major call can take.
 * ``floor``: reading x once plus writing the float32 output once, at the streaming
@@ -60,8 +67,8 @@ CONFIGS = [
     (32, 512, 100, 16),
 ]
 
-# Reference (bolt "mithral") encode + scan, column-major X, one core, as measured on
-# this machine (issue 4); ours must be >= 1.5x faster.
+# Reference (bolt "mithral") encode + scan, column-major X, one core, as measured on the
+# 2-vCPU Zen 4 machine of benchmarks/LOG.md; the goal there was 1.5x faster than these.
 REFERENCE_MS = {
     (10_000, 512, 10, 16): 0.055,
     (10_000, 512, 100, 16): 0.17,
@@ -151,7 +158,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15, help="interleaved repetitions")
     parser.add_argument("--quick", action="store_true", help="smaller configurations only")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="also write the tables to PATH (for docs/data/kernels-*.json)")
     args = parser.parse_args(argv)
+    tables = _json_tables() if args.json else None
     rng = np.random.default_rng(0)
     configs = [c for c in CONFIGS if not args.quick or c[0] * c[1] <= 10_000 * 512]
     print(f"approxmat kernel variant: {_kernels.selected_variant()}; numpy {np.__version__}; "
@@ -176,11 +186,15 @@ def main(argv=None):
             f"{b['Glk/s']:6.1f} | {b['floor']:7.3f} {b['C 1t'] / b['floor']:7.2f}",
             flush=True,
         )
-    latency(args.reps, rng)
+        if tables is not None:
+            tables["kernels"]["rows"].append(_kernel_row(config, b, ref))
+    latency(args.reps, rng, None if tables is None else tables["latency"]["rows"])
+    if tables is not None:
+        _write_json(args.json, args, tables, sys.argv[1:] if argv is None else argv)
     return 0
 
 
-def latency(reps, rng):
+def latency(reps, rng, rows=None):
     """``x @ W`` against ``x @ weights`` for tiny N, default settings, microseconds."""
     print(f"\nlatency: x @ W against NumPy's x @ weights, float32, default settings; "
           f"median of {reps} repetitions of 2000 calls; microseconds")
@@ -199,6 +213,89 @@ def latency(reps, rng):
         t = {name: float(np.median(v)) for name, v in samples.items()}
         print(f"{N:>4} {D:>4} {M:>4} {C:>3} | {t['numpy']:7.2f} {t['approxmat']:9.2f} "
               f"{t['approxmat'] - t['numpy']:6.2f}", flush=True)
+        if rows is not None:
+            rows.append([N, D, M, C, t["numpy"], t["approxmat"], t["approxmat"] - t["numpy"]])
+
+
+# -- --json: the printed tables as data, for docs/scripts/perf_tables.py --------------
+
+_SHAPE = [("N", "rows"), ("D", "columns"), ("M", "columns"), ("C", "codebooks")]
+
+
+def _json_tables():
+    """Empty tables with the printed columns, their units and groups (the ``|`` blocks)."""
+    ms, pct, ratio = "ms", "%", "ratio"
+    groups = [
+        ("shape", _SHAPE),
+        ("api", [("numpy", ms), ("api 1t", ms), ("api 2t", ms)]),
+        ("row-major", [("C 1t", ms), ("C nofl", ms), ("fl%", pct), ("fl%med", pct)]),
+        ("column-major", [("F 1t", ms), ("F+fl", ms), ("F 2t", ms), ("2t gain", ratio),
+                          ("ref F", ms), ("ref/F1t", ratio), ("F floor", ms),
+                          ("Glk/s", "G lookups/s")]),
+        ("floor", [("floor", ms), ("C/floor", ratio)]),
+    ]
+    columns = [{"name": n, "unit": u, "group": g} for g, cols in groups for n, u in cols]
+    latency_columns = [{"name": n, "unit": u, "group": "shape"} for n, u in _SHAPE] + [
+        {"name": n, "unit": "us", "group": "latency"} for n in ("numpy", "approxmat", "diff")]
+    return {
+        "kernels": {"title": "float32, minimum over interleaved repetitions",
+                    "columns": columns, "rows": []},
+        "latency": {"title": "x @ W against NumPy's x @ weights, default settings, median of "
+                             "the repetitions, each the mean of 2000 calls",
+                    "columns": latency_columns, "rows": []},
+    }
+
+
+def _kernel_row(config, b, ref):
+    """One row of the kernels table, the values the line printed above shows."""
+    return list(config) + [
+        b["numpy"], b["api 1t"], b["api 2t"],
+        b["C 1t"], b["C nofl"], 100 * (b["C 1t"] / b["C nofl"] - 1), b["fl%med"],
+        b["F 1t"], b["F+fl"], b["F 2t"], b["F 1t"] / b["F 2t"],
+        ref, ref / b["F 1t"] if ref else None, b["F floor"], b["Glk/s"],
+        b["floor"], b["C 1t"] / b["floor"],
+    ]
+
+
+def _write_json(path, args, tables, argv):
+    import datetime
+    import json
+    import os
+    import platform
+    import shlex
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    forced = os.environ.get("APPROXMAT_FORCE_ISA")
+    command = shlex.join(["python", "benchmarks/speed.py", *argv])
+    facts = {
+        "command": f"APPROXMAT_FORCE_ISA={forced} {command}" if forced else command,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "platform": f"{platform.system()} {platform.machine()}",
+        "kernel_variant": _kernels.selected_variant(),
+        "forced_isa": forced,
+        "numpy": np.__version__,
+        "approxmat": am.__version__,
+        "reps": args.reps,
+        "quick": args.quick,
+        "tables": tables,
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(facts, f, indent=1)
+        f.write("\n")
+    print(f"\ntables written to {path}")
 
 
 if __name__ == "__main__":

@@ -74,12 +74,6 @@ if os.environ.get("APPROXMAT_DOCS_INTERSPHINX") == "1":
 else:
     intersphinx_mapping = {}
 
-# The kernel benchmarks page is written separately; until it exists the
-# performance page's toctree entry for it is not an error.
-suppress_warnings = []
-if not (HERE / "performance-kernels.md").exists():
-    suppress_warnings.append("toc.not_readable")
-
 # -- HTML ---------------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = f"approxmat {release}"

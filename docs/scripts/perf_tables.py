@@ -1,19 +1,30 @@
-"""Render the measured tables of the performance page from committed JSON runs.
+"""Render the measured tables of the performance pages from committed JSON runs.
 
-Run by docs/conf.py at build time (or by hand). Reads ``docs/data/demo-*.json``,
-each written by ``python -m approxmat demo --json PATH``, and writes
-``docs/_generated/demo-tables.md``, one table per run with the exact command and
-the machine facts the run recorded. Nothing here measures anything: refresh a
-table by running its command again and committing the JSON.
+Run by docs/conf.py at build time (or by hand). Nothing here measures anything:
+refresh a table by running its command again and committing the JSON.
+
+* ``docs/data/demo-*.json``, each written by ``python -m approxmat demo --json PATH``,
+  become ``docs/_generated/demo-tables.md``: one table and one figure per run.
+* ``docs/data/kernels-*.json``, each written by ``python benchmarks/speed.py --json
+  PATH``, become ``docs/_generated/kernel-tables.md``: the run's tables, grouped as
+  the kernel benchmarks page explains them. At least one such file must exist: the
+  build stops with an error naming the command otherwise (:data:`KERNELS_COMMAND`).
+
+Every table comes with the exact command and the machine facts its run recorded.
 """
 
 import json
 import pathlib
+import sys
 
 import matplotlib.ticker  # noqa: F401 (used by _plot)
 
 DOCS = pathlib.Path(__file__).resolve().parents[1]
 OUT = DOCS / "_generated" / "demo-tables.md"
+KERNELS_OUT = DOCS / "_generated" / "kernel-tables.md"
+
+#: The command that writes the committed kernel run, from the repository root.
+KERNELS_COMMAND = "python benchmarks/speed.py --reps 11 --json docs/data/kernels-avx512.json"
 
 
 def render(facts, source):
@@ -83,7 +94,99 @@ def _plot(facts, source):
     return f"/{OUT.parent.name}/{name}"  # from the docs source root
 
 
+# -- Kernel benchmarks (benchmarks/speed.py --json) ----------------------------------
+
+#: How the columns of ``speed.py``'s first table are split into the tables of the page
+#: (the page explains each column). Columns a run has beyond these get a table of
+#: their own, so a new column shows up without a change here.
+KERNEL_TABLES = [
+    ("The whole call `x @ W` through the API, against NumPy's `x @ weights`",
+     ["numpy", "api 1t", "api 2t"]),
+    ("The kernel alone, row-major x, against the memory floor",
+     ["C 1t", "C nofl", "fl%", "fl%med", "floor", "C/floor"]),
+    ("The kernel alone, column-major x",
+     ["F 1t", "F+fl", "F 2t", "2t gain", "ref F", "ref/F1t", "F floor", "Glk/s"]),
+]
+
+_DIGITS = {"ms": 3, "us": 2, "%": 1, "ratio": 2, "G lookups/s": 1}
+#: Units shown after a column's name in a header; the others are in the name itself.
+_SHOWN_UNITS = {"ms": "ms", "us": "\u00b5s"}
+
+
+def _cell(value, unit):
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return f"{value:,}".replace(",", "\u2009")  # thin space between thousands
+    return f"{value:.{_DIGITS.get(unit, 3)}f}"
+
+
+def _markdown_table(columns, rows, names):
+    """Markdown table of the columns ``names`` (after the shape columns) of ``rows``."""
+    index = {c["name"]: i for i, c in enumerate(columns)}
+    shape = [c["name"] for c in columns if c["group"] == "shape"]
+    picked = shape + [n for n in names if n in index]
+    head = []
+    for name in picked:
+        unit = columns[index[name]]["unit"]
+        label = name if name in shape else f"`{name}`"
+        head.append(f"{label} {_SHOWN_UNITS[unit]}" if unit in _SHOWN_UNITS else label)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(picked)]
+    for row in rows:
+        cells = [_cell(row[index[n]], columns[index[n]]["unit"]) for n in picked]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_kernels(facts, source):
+    variant = f"`{facts['kernel_variant']}`"
+    if facts.get("forced_isa"):
+        variant += f" (forced by `APPROXMAT_FORCE_ISA={facts['forced_isa']}`)"
+    lines = [
+        f"**{facts['cpu']}**, {facts['usable_cores']} of {facts['cores']} cores usable, "
+        f"{facts['platform']}; kernel variant {variant}; approxmat {facts['approxmat']}, "
+        f"NumPy {facts['numpy']}; {facts['date']}. Times are minimums over "
+        f"{facts['reps']} interleaved repetitions"
+        + (" (`--quick`: the smaller configurations only)." if facts.get("quick") else "."),
+        "",
+        "Command:",
+        "",
+        "```bash",
+        facts["command"],
+        "```",
+        "",
+    ]
+    kernels = facts["tables"]["kernels"]
+    columns = kernels["columns"]
+    known = {n for _, names in KERNEL_TABLES for n in names}
+    extra = [c["name"] for c in columns if c["group"] != "shape" and c["name"] not in known]
+    for title, names in KERNEL_TABLES + ([("Other columns", extra)] if extra else []):
+        lines += [f"*{title}:*", ""] + _markdown_table(columns, kernels["rows"], names) + [""]
+    latency = facts["tables"].get("latency")
+    if latency and latency["rows"]:
+        names = [c["name"] for c in latency["columns"] if c["group"] != "shape"]
+        lines += [f"*Small calls: {latency['title']}:*", ""]
+        lines += _markdown_table(latency["columns"], latency["rows"], names) + [""]
+    lines += [f"(Source: `docs/data/{source}`.)", ""]
+    return "\n".join(lines)
+
+
+def main_kernels(out=KERNELS_OUT):
+    runs = sorted((DOCS / "data").glob("kernels-*.json"))
+    if not runs:
+        msg = (f"docs/scripts/perf_tables.py: no docs/data/kernels-*.json, so the kernel "
+               f"benchmarks page has no figures. Measure and commit a run, from the "
+               f"repository root on an otherwise idle machine:\n    {KERNELS_COMMAND}")
+        print(f"\nerror: {msg}\n", file=sys.stderr)  # Sphinx buries the traceback
+        raise FileNotFoundError(msg)
+    text = "\n".join(render_kernels(json.loads(p.read_text()), p.name) for p in runs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
 def main(out=OUT):
+    out.parent.mkdir(parents=True, exist_ok=True)
     runs = sorted((DOCS / "data").glob("demo-*.json"))
     if runs:
         text = "\n".join(render(json.loads(p.read_text()), p.name) for p in runs)
@@ -96,3 +199,4 @@ def main(out=OUT):
 
 if __name__ == "__main__":
     print(main())
+    print(main_kernels())
