@@ -189,7 +189,7 @@ def product(x2d, level, out2d, threads=None):
     """
     nthreads = kernel_threads(threads)
     if x2d.dtype in KERNEL_DTYPES and out2d.dtype in KERNEL_DTYPES:
-        return kernel_entry(level)(x2d, out2d, nthreads)
+        return prepared_level(level).checked_product(x2d, out2d, nthreads)
     # No kernel for this dtype combination: the (single-threaded) NumPy reference.
     out2d[...] = _reference.approx_matmul(x2d, level, out2d.dtype)
     nonfinite, out_of_range = _reference.row_flags(x2d, level)

@@ -339,4 +339,5 @@ def with_calibrated_ranges(level, X_cal):
     low32, high32 = low.astype(np.float32), high.astype(np.float32)
     low32 = np.where(low32 > low, np.nextafter(low32, np.float32(-np.inf)), low32)
     high32 = np.where(high32 < high, np.nextafter(high32, np.float32(np.inf)), high32)
-    return dataclasses.replace(level, split_low=low32, split_high=high32)
+    # A new, empty cache: the packed tables of the level without ranges lack them.
+    return dataclasses.replace(level, split_low=low32, split_high=high32, cache={})

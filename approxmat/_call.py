@@ -34,6 +34,7 @@ APPROX_RESULT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.
 _DEFAULT_MATMUL_AXES = [(-2, -1), (-2, -1), (-2, -1)]
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
+# Read once here, not per call (the fast path counts its attribute lookups).
 _KERNEL_DTYPES = _backend.KERNEL_DTYPES
 _SMALL_OUTPUT_BYTES = _backend.ALIGNED_OUTPUT_MIN_BYTES
 _RESULT_DTYPES = {}

@@ -152,8 +152,8 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     def _set_levels(self, levels):
         """Use ``levels`` from now on, with fresh per-fit caches and warnings.
 
-        Calls read ``self._product`` once, so a concurrent call sees the old levels
-        or the new ones, never a mix.
+        A product reads ``self._product`` once, so a call concurrent with a fit sees
+        the old levels or the new ones, never a mix.
         """
         levels = tuple(levels)
         self._product = _call.Product(self._weights, levels)
@@ -321,17 +321,18 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         )
         if right_operand:
             x = inputs[0]
+            product = self._product  # read once: a concurrent fit swaps it whole
             if (  # the common `x @ W` or `np.matmul(x, W, out=buf)`: try the fast path
-                type(x) is np.ndarray and x.ndim == 2
+                type(x) is np.ndarray and x.ndim == 2 and product.levels
                 and (not kwargs or (len(kwargs) == 1 and "out" in kwargs))
             ):
-                y = self._product.fast(x, kwargs.get("out"))
+                y = product.fast(x, kwargs.get("out"))
                 if y is not None:
                     return y
         if _contains_self(kwargs.get("out", ()), self):
             raise _read_only_error(f"{ufunc.__name__} with out=W")
         if right_operand:
-            return self._rmatmul(inputs[0], kwargs, name="matmul")
+            return self._rmatmul(inputs[0], kwargs, name="matmul", product=product)
         if method == "at" and inputs and inputs[0] is self:
             raise _read_only_error(f"{ufunc.__name__}.at")
         # Not a product we approximate: exactly what the wrapped array would do.
@@ -353,11 +354,11 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         # Reached for left operands NumPy does not handle itself, e.g. lists.
         return self._rmatmul(other, {}, name="matmul")
 
-    def _rmatmul(self, x, kwargs, *, name):
+    def _rmatmul(self, x, kwargs, *, name, product=None):
         """``x @ W`` through the call-time decision (:class:`approxmat._call.Product`)."""
-        if isinstance(x, ApproxMatrix):
+        if type(x) is not np.ndarray and isinstance(x, ApproxMatrix):
             x = x._weights
-        return self._product(x, kwargs, name)
+        return (product or self._product)(x, kwargs, name)
 
 
 def load(path) -> ApproxMatrix:

@@ -227,3 +227,16 @@ def test_nonfinite_rows_give_nan_rows_only(problem):
 def test_invalid_budget_settings(settings, exc, match):
     with pytest.raises(exc, match=match):
         am.config(**settings)
+
+
+def test_calibrated_ranges_do_not_reuse_tables_packed_without_them(rng, make_level):
+    from approxmat import _backend, _budget
+
+    D, M = 12, 3
+    level = make_level(D, M, 4, rng)
+    X = rng.standard_normal((500, D)).astype(np.float32)
+    _backend.prepared_level(level)  # packed without ranges, cached on the level
+    ranged = _budget.with_calibrated_ranges(level, X)
+    out = np.empty((2, M), np.float32)
+    flags = _backend.product(np.stack([X[0], X[0] * 100]), ranged, out, threads=1)
+    assert flags is not None and list(flags & _backend.FLAG_OUT_OF_RANGE) == [0, 2]
