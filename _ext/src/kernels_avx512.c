@@ -438,25 +438,28 @@ AM_INLINE void rowstore512(int NA, const __m512i acc[8], const am_level *lv, int
         am_copy_tile(tile, 0, 1, ncols, orow, 0, ocs, item);
 }
 
-/* Sums and store of one output row piece of ncols <= AM_ROW_MT outputs (NA = its 32-output
- * chunks): the switch gives rowsums512 / rowstore512 their chunk count as a constant. */
-AM_INLINE void rowpiece512(const am_level *lv, const uint8_t *codes, int nsub, ptrdiff_t n,
-                           const uint8_t *T, size_t Mp, int m0, int ncols, char *orow,
-                           ptrdiff_t ocs, int out_f64, char *tile)
-{
-    int G = (lv->C + 3) / 4;
-    __m512i acc[8];
-#define AM_ROWCASE(K)                                                                          \
+/* Sums and store of row n's output piece of ncols <= AM_ROW_MT outputs from m0 on, NA =
+ * its 32-output chunks (1 .. 8): the switch gives rowsums512 / rowstore512 their chunk
+ * count as a constant. A macro, so that each loop keeps its own constants. */
+#define AVX512_ROWPIECE(NA, n, T, m0, ncols, orow, ocs)                                        \
+    do {                                                                                       \
+        __m512i acc_[8];                                                                       \
+        switch (NA) {                                                                          \
+            AVX512_ROWCASE(1, n, T, m0, ncols, orow, ocs)                                      \
+            AVX512_ROWCASE(2, n, T, m0, ncols, orow, ocs)                                      \
+            AVX512_ROWCASE(3, n, T, m0, ncols, orow, ocs)                                      \
+            AVX512_ROWCASE(4, n, T, m0, ncols, orow, ocs)                                      \
+            AVX512_ROWCASE(5, n, T, m0, ncols, orow, ocs)                                      \
+            AVX512_ROWCASE(6, n, T, m0, ncols, orow, ocs)                                      \
+            AVX512_ROWCASE(7, n, T, m0, ncols, orow, ocs)                                      \
+            AVX512_ROWCASE(8, n, T, m0, ncols, orow, ocs)                                      \
+        }                                                                                      \
+    } while (0)
+#define AVX512_ROWCASE(K, n, T, m0, ncols, orow, ocs)                                          \
     case K:                                                                                    \
-        rowsums512((K + 1) / 2, codes, nsub, G, n, T, Mp, acc);                                \
-        rowstore512(K, acc, lv, m0, ncols, orow, ocs, out_f64, tile);                          \
+        rowsums512((K + 1) / 2, codes, nsub, G, n, T, Mp, acc_);                               \
+        rowstore512(K, acc_, lv, m0, ncols, orow, ocs, out->is_f64, tile);                     \
         break;
-    switch ((ncols + 31) / 32) {
-        AM_ROWCASE(1) AM_ROWCASE(2) AM_ROWCASE(3) AM_ROWCASE(4)
-        AM_ROWCASE(5) AM_ROWCASE(6) AM_ROWCASE(7) AM_ROWCASE(8)
-    }
-#undef AM_ROWCASE
-}
 
 /* How the sums along M write: large outputs, one piece per row, rows adjacent: staged
  * 16 rows at a time in L1, then copied with non-temporal 64-byte stores (no read for
@@ -482,18 +485,19 @@ static void rowpath512(const am_level *lv, const uint8_t *codes, int nsub, am_ma
                        ptrdiff_t r0, ptrdiff_t nrows, char *tile, am_pf *pf)
 {
     ptrdiff_t pf_per_row = (am_pf_left(pf) + nrows - 1) / nrows;
-    int M = lv->M;
+    int M = lv->M, G = (lv->C + 3) / 4;
     size_t Mp = am_mpad(M, 64);
     const uint8_t *T = lv->packed + avx512_layout_of(lv->C, M).rows;
     int item = out->is_f64 ? 8 : 4;
     if (avx512_row_write(out, M) == AM_WRITE_STAGED) {
         char *stage = tile + 8 * AM_ROW_MT;
+        int NA = (M + 31) / 32;
         for (ptrdiff_t n0 = 0; n0 < nrows; n0 += 16) {
             int nr = nrows - n0 < 16 ? (int)(nrows - n0) : 16;
             for (int i = 0; i < nr; i++) {
+                char *orow = stage + (size_t)i * M * item;
                 am_pf_lines(pf, pf_per_row);
-                rowpiece512(lv, codes, nsub, n0 + i, T, Mp, 0, M, stage + (size_t)i * M * item,
-                            item, out->is_f64, tile);
+                AVX512_ROWPIECE(NA, n0 + i, T, 0, M, orow, item);
             }
             am_stream_copy(out->data + (r0 + n0) * out->row_stride, stage, (size_t)nr * M * item);
         }
@@ -502,11 +506,12 @@ static void rowpath512(const am_level *lv, const uint8_t *codes, int nsub, am_ma
     }
     for (int m0 = 0; m0 < M; m0 += AM_ROW_MT) {
         int ncols = M - m0 < AM_ROW_MT ? M - m0 : AM_ROW_MT;
+        int NA = (ncols + 31) / 32;
+        const uint8_t *Tt = T + m0;
         for (ptrdiff_t n = 0; n < nrows; n++) {
             char *orow = out->data + (r0 + n) * out->row_stride + (ptrdiff_t)m0 * out->col_stride;
             am_pf_lines(pf, pf_per_row);
-            rowpiece512(lv, codes, nsub, n, T + m0, Mp, m0, ncols, orow, out->col_stride,
-                        out->is_f64, tile);
+            AVX512_ROWPIECE(NA, n, Tt, m0, ncols, orow, out->col_stride);
         }
     }
 }
