@@ -326,29 +326,18 @@ static size_t avx2_scratch(int C, ptrdiff_t rows)
     return (size_t)rows * C + 256 + avx2_tmp_bytes(C) + AVX2_STAGE_BYTES + 64;
 }
 
-static int avx2_block(const am_call *k, ptrdiff_t r0, ptrdiff_t nrows, void *scratch)
+/* Table sums of a block's codes and their output, written as `w` says: always inlined
+ * with w a constant (avx2_block's switch), so that each strategy gets its own loop. */
+AM_INLINE void avx2_sums_write(const am_level *lv, am_matrix *out, ptrdiff_t r0, ptrdiff_t nrows,
+                               const uint8_t *codes, char *tile, char *stage, am_pf *pf,
+                               am_write w)
 {
-    const am_level *lv = k->lv;
-    const am_matrix *x = k->x;
-    am_matrix *out = k->out;
-    uint8_t *flags = am_block_flags(k, r0);
     int C = lv->C, M = lv->M;
     int nsub = (int)((nrows + 31) / 32);
-    uint8_t *codes = (uint8_t *)scratch;                 /* C * nsub * 32 */
-    char *tile = (char *)scratch + (size_t)C * nsub * 32; /* 8 x 4 doubles */
-    char *tmp = tile + 256;                               /* avx2_tmp_bytes(C) */
-    char *stage = tmp + avx2_tmp_bytes(C);                /* 32 rows x 16 columns, or the block's rows */
-    /* Row-major flags come from the encoder; F-order ones from the pre-pass. */
-    am_pf pf; /* the table sums share the prefetch of the rows ahead when M is large */
-    ptrdiff_t pf_per_row = am_pf_init(&pf, x, r0, nrows, M >= AM_PF_SPLIT_MIN_M);
-    enc_block256(lv, x, r0, nrows, codes, tmp, flags && !am_flags_prepass(x) ? flags : NULL, &pf,
-                 pf_per_row);
-    AM_PROFILE_AFTER_ENCODE(return 0;)
     int nmb = (int)(am_mpad(M, 4) / 4);
     int item = out->is_f64 ? 8 : 4;
     ptrdiff_t ors = out->row_stride, ocs = out->col_stride;
-    ptrdiff_t pf_per_step = (am_pf_left(&pf) + (ptrdiff_t)nmb * nsub - 1) / ((ptrdiff_t)nmb * nsub);
-    am_write w = avx2_write(k, nrows);
+    ptrdiff_t pf_per_step = (am_pf_left(pf) + (ptrdiff_t)nmb * nsub - 1) / ((ptrdiff_t)nmb * nsub);
     int group = w == AM_WRITE_STREAMED ? 4 : 1;
     ptrdiff_t drs = ors; /* row stride of the stores: PLAIN and STAGED as the output */
     if (w == AM_WRITE_STREAMED)
@@ -364,7 +353,7 @@ static int avx2_block(const am_call *k, ptrdiff_t r0, ptrdiff_t nrows, void *scr
                 __m128i cm32 = _mm_cmpgt_epi32(_mm_set1_epi32(ncols), _mm_setr_epi32(0, 1, 2, 3));
                 __m256i cm64 = _mm256_cvtepi32_epi64(cm32);
                 __m256i lo[4], hi[4];
-                am_pf_lines(&pf, pf_per_step);
+                am_pf_lines(pf, pf_per_step);
                 sums256(codes, nsub, s, T, C, lo, hi);
                 AM_PROFILE_INSTEAD_OF_STORE({ /* sums without dequantisation / stores */
                     __m256i f = _mm256_setzero_si256();
@@ -391,13 +380,13 @@ static int avx2_block(const am_call *k, ptrdiff_t r0, ptrdiff_t nrows, void *scr
                                              : _mm256_extracti128_si256(src, 1);
                         g[j] = _mm256_cvtepu16_epi32(part);
                     }
-                    char *d;
-                    switch (w) {
-                    case AM_WRITE_STREAMED: d = stage + (8 * q * 16 + 4 * (mb - mb0)) * item; break;
-                    case AM_WRITE_STAGED: d = stage + row * ors + (ptrdiff_t)m0 * item; break;
-                    case AM_WRITE_PLAIN: d = out->data + (r0 + row) * ors + (ptrdiff_t)m0 * item; break;
-                    default: d = tile; break;
-                    }
+                    char *d = tile; /* STRIDED */
+                    if (w == AM_WRITE_STREAMED)
+                        d = stage + (8 * q * 16 + 4 * (mb - mb0)) * item;
+                    else if (w == AM_WRITE_STAGED)
+                        d = stage + row * ors + (ptrdiff_t)m0 * item;
+                    else if (w == AM_WRITE_PLAIN)
+                        d = out->data + (r0 + row) * ors + (ptrdiff_t)m0 * item;
                     store256_rows8(g, out->is_f64, lv->scale32 + m0, lv->offset32 + m0,
                                    lv->scale64 + m0, lv->offset64 + m0, d, drs, nv, ncols == 4, cm32,
                                    cm64);
@@ -418,6 +407,39 @@ static int avx2_block(const am_call *k, ptrdiff_t r0, ptrdiff_t nrows, void *scr
         am_stream_copy(out->data + r0 * ors, stage, (size_t)nrows * ors);
     if (w == AM_WRITE_STREAMED || w == AM_WRITE_STAGED)
         _mm_sfence();
+}
+
+static int avx2_block(const am_call *k, ptrdiff_t r0, ptrdiff_t nrows, void *scratch)
+{
+    const am_level *lv = k->lv;
+    const am_matrix *x = k->x;
+    am_matrix *out = k->out;
+    uint8_t *flags = am_block_flags(k, r0);
+    int nsub = (int)((nrows + 31) / 32);
+    uint8_t *codes = (uint8_t *)scratch;                     /* C * nsub * 32 */
+    char *tile = (char *)scratch + (size_t)lv->C * nsub * 32; /* 8 x 4 doubles */
+    char *tmp = tile + 256;                                   /* avx2_tmp_bytes(C) */
+    char *stage = tmp + avx2_tmp_bytes(lv->C); /* 32 rows x 16 columns, or the block's rows */
+    /* Row-major flags come from the encoder; F-order ones from the pre-pass. */
+    am_pf pf; /* the table sums share the prefetch of the rows ahead when M is large */
+    ptrdiff_t pf_per_row = am_pf_init(&pf, x, r0, nrows, lv->M >= AM_PF_SPLIT_MIN_M);
+    enc_block256(lv, x, r0, nrows, codes, tmp, flags && !am_flags_prepass(x) ? flags : NULL, &pf,
+                 pf_per_row);
+    AM_PROFILE_AFTER_ENCODE(return 0;)
+    switch (avx2_write(k, nrows)) {
+    case AM_WRITE_PLAIN:
+        avx2_sums_write(lv, out, r0, nrows, codes, tile, stage, &pf, AM_WRITE_PLAIN);
+        break;
+    case AM_WRITE_STRIDED:
+        avx2_sums_write(lv, out, r0, nrows, codes, tile, stage, &pf, AM_WRITE_STRIDED);
+        break;
+    case AM_WRITE_STAGED:
+        avx2_sums_write(lv, out, r0, nrows, codes, tile, stage, &pf, AM_WRITE_STAGED);
+        break;
+    case AM_WRITE_STREAMED:
+        avx2_sums_write(lv, out, r0, nrows, codes, tile, stage, &pf, AM_WRITE_STREAMED);
+        break;
+    }
     if (flags)
         am_nan_rows(out, r0, nrows, flags);
     return 0;
