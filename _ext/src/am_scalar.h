@@ -17,14 +17,21 @@
 #undef AM_T
 #undef AM_S
 
-/* Codes of one row, codes[c] for c < C: float64 rows against the widened thresholds. */
+/* Codes of one row, codes[c] for c < C: float64 rows against the widened thresholds.
+ * Written out for both types: through a template with the thresholds as a parameter it
+ * measured 2-5 % slower (portable, N = 10 000, M = 10, C = 16, F-order x). */
 AM_INLINE void am_encode_row(const am_level *lv, const char *row, ptrdiff_t cs, int is_f64,
                              uint8_t *codes)
 {
-    if (is_f64)
-        am_encode_row_f64(lv, row, cs, lv->thr64, 16, codes);
-    else
-        am_encode_row_f32(lv, row, cs, lv->thresholds, 15, codes);
+    int C = lv->C;
+    if (is_f64) {
+        const double *thr = lv->thr64;
+        for (int c = 0; c < C; c++)
+            codes[c] = (uint8_t)am_code_f64(row, cs, lv->split_dims + 4 * c, thr + 16 * c);
+    } else {
+        for (int c = 0; c < C; c++)
+            codes[c] = (uint8_t)am_code_f32(row, cs, lv->split_dims + 4 * c, lv->thresholds + 15 * c);
+    }
 }
 
 /* Output columns m0 .. m1 of one row from the exact sums acc. */

@@ -1,6 +1,6 @@
-/* Scalar encode, dequantise and split-column copy for one input / output type:
- * included twice by am_scalar.h, with AM_T = float (AM_S = f32) and AM_T = double
- * (AM_S = f64), so that both come from this one source. */
+/* Scalar code of one row and codebook, dequantise and split-column copy for one input /
+ * output type: included twice by am_scalar.h, with AM_T = float (AM_S = f32) and
+ * AM_T = double (AM_S = f64), so that both come from this one source. */
 #define AM_FN_(name, s) name##_##s
 #define AM_FN(name, s) AM_FN_(name, s)
 
@@ -15,14 +15,6 @@ AM_INLINE int AM_FN(am_code, AM_S)(const char *row, ptrdiff_t cs, const int32_t 
         node = 2 * node + (v > thr[(1 << l) - 1 + node]);
     }
     return node;
-}
-
-/* Codes of one row, codes[c] for c < C; the thresholds of codebook c at thr + stride c. */
-AM_INLINE void AM_FN(am_encode_row, AM_S)(const am_level *lv, const char *row, ptrdiff_t cs,
-                                          const AM_T *thr, int stride, uint8_t *codes)
-{
-    for (int c = 0; c < lv->C; c++)
-        codes[c] = (uint8_t)AM_FN(am_code, AM_S)(row, cs, lv->split_dims + 4 * c, thr + stride * c);
 }
 
 /* out row = T(acc) * T(scale) + T(offset), two roundings (compiled with -ffp-contract=off). */
