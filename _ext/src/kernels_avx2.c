@@ -30,10 +30,13 @@
 #include "am_profile.h"
 #include "am_scalar.h"
 
-/* Packed tables: [Mp4][C][16] bytes, entry code = luts[c, code, m]. */
+/* Packed tables: [Mp4][C][16] bytes from the common part's end on, entry code =
+ * luts[c, code, m]. */
+AM_INLINE size_t avx2_tables_bytes(int C, int M) { return am_mpad(M, 4) * (size_t)C * 16; }
+
 static size_t avx2_packed_bytes(int C, int M)
 {
-    return am_layout_of(C, M).tables + am_mpad(M, 4) * (size_t)C * 16;
+    return am_layout_of(C, M).tables + avx2_tables_bytes(C, M);
 }
 
 static void avx2_pack(const am_level_view *lv, uint8_t *dst)
@@ -42,7 +45,7 @@ static void avx2_pack(const am_level_view *lv, uint8_t *dst)
     am_layout L = am_layout_of(C, M);
     am_pack_common(lv, &L, dst);
     uint8_t *t = dst + L.tables;
-    memset(t, 0, am_mpad(M, 4) * (size_t)C * 16);
+    memset(t, 0, avx2_tables_bytes(C, M));
     for (int c = 0; c < C; c++)
         for (int k = 0; k < 16; k++) {
             const uint8_t *src = lv->luts + ((size_t)c * 16 + k) * M;
