@@ -225,7 +225,7 @@ def pack(split_dims, thresholds, luts, scale, offset, str variant=None, split_lo
          split_high=None):
     """The level's parameters in the named variant's layout (a 1-D uint8 array).
 
-    Computed once per level and variant; pass it to :func:`product` / :func:`encode`.
+    Computed once per level and variant; pass it to :class:`PreparedLevel`.
     ``split_low`` / ``split_high`` (float32 (C, 4), both or neither): calibration ranges
     of the split columns, used by :func:`product`'s out-of-range flags.
     """

@@ -13,7 +13,8 @@ wheel of an older commit::
     python -m zipfile -e /tmp/old-wheel/approxmat-*.whl /tmp/old-files
 
 Both builds get the same random level, input and output buffer; each is packed by its
-own ``pack`` (layouts may differ between builds). Prints, per configuration and
+own ``pack`` (layouts may differ between builds) and called through its own
+``PreparedLevel(...).product(x, out, nthreads, flags)``. Prints, per configuration and
 layout of x (C = row-major, F = column-major), the times before and after and their
 ratio (below 1: the installed build is faster).
 """
@@ -76,11 +77,10 @@ def main(argv=None):
         for name, build in (("before", old), ("after", installed)):
             packed = build.pack(level.split_dims, level.thresholds, level.luts, level.scale,
                                 level.offset, args.variant, level.split_low, level.split_high)
-            kargs = (level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
-                     packed)
+            prepared = build.PreparedLevel(level.split_dims, level.thresholds, level.luts,
+                                           level.scale, level.offset, packed, args.variant)
             for lay, x in layouts.items():
-                calls[lay, name] = (
-                    lambda b=build, k=kargs, x=x: b.product(x, *k, out, 1, args.variant, flags))
+                calls[lay, name] = lambda p=prepared, x=x: p.product(x, out, 1, flags)
         samples = {key: [] for key in calls}
         for fn in calls.values():
             fn()

@@ -103,7 +103,8 @@ def measure(config, reps, rng):
     W = am.ApproxMatrix(weights)._with_levels([level])
     out = _dispatch.empty_output(N, M, np.float32)  # aligned, as the API allocates results
     packed = _dispatch.packed_level(level)
-    kargs = (level.split_dims, level.thresholds, level.luts, level.scale, level.offset, packed)
+    prepared = _kernels.PreparedLevel(level.split_dims, level.thresholds, level.luts,
+                                      level.scale, level.offset, packed)
 
     def api(threads):
         def run():
@@ -113,9 +114,9 @@ def measure(config, reps, rng):
 
     def fkernel(threads, with_flags=False):
         flags = np.empty(N, np.uint8) if with_flags else None
-        return lambda: _kernels.product(xf, *kargs, out, threads, None, flags)
+        return lambda: prepared.product(xf, out, threads, flags)
 
-    nofl = lambda: _kernels.product(x, *kargs, out, 1)  # noqa: E731
+    nofl = lambda: prepared.product(x, out, 1)  # noqa: E731
 
     contenders = {
         "numpy": lambda: np.matmul(x, weights, out=out),

@@ -1,7 +1,8 @@
-/* approxmat compiled core: the table of kernels each instruction-set variant provides.
+/* approxmat compiled core, the C API: a level and a matrix as the kernels see them, and
+ * the table of kernels each instruction-set variant provides.
  *
- * am_kernels_body.c is compiled once per variant with AM_VARIANT=<name>; it defines
- * `am_kernels_<name>`, an am_kernels table. am_dispatch.c chooses one table at import.
+ * Each variant is one file, kernels_<name>.c, compiled once with its own flags; it
+ * defines `am_kernels_<name>`, an am_kernels table. am_isa.c chooses one table at import.
  */
 #ifndef AM_KERNELS_H
 #define AM_KERNELS_H
@@ -47,7 +48,8 @@ typedef struct am_kernels {
     size_t (*packed_bytes)(int C, int M);
     /* Fill lv->packed-to-be `dst` (packed_bytes(C, M) bytes) from the other fields. */
     void (*pack)(const am_level_view *lv, uint8_t *dst);
-    /* codes[n * C + c] for rows of x (x.cols == D). Returns 0, or -1 when out of memory. */
+    /* codes[n * C + c] for rows of x (x.cols == D): the encoder alone, for tests. Returns 0,
+     * or -1 when out of memory. */
     int (*encode)(const am_level_view *lv, const am_matrix *x, uint8_t *codes, int nthreads);
     /* out (N, M) = dequantised table sums of the codes of x. 0, or -1 (out of memory).
      * With flags != NULL (N bytes) also the row flags: bit 0 when row n of x has a NaN or
@@ -58,21 +60,12 @@ typedef struct am_kernels {
                    int nthreads);
 } am_kernels;
 
-#define AM_CAT_(a, b) a##b
-#define AM_CAT(a, b) AM_CAT_(a, b)
-#define AM_TABLE_NAME(variant) AM_CAT(am_kernels_, variant)
-
-#if defined(AM_HAVE_PORTABLE)
+/* The variants' tables (each defined by kernels_<name>.c, when built). */
 extern const am_kernels am_kernels_portable;
-#endif
-#if defined(AM_HAVE_AVX2)
 extern const am_kernels am_kernels_avx2;
-#endif
-#if defined(AM_HAVE_AVX512)
 extern const am_kernels am_kernels_avx512;
-#endif
 
-/* Dispatch (am_dispatch.c). */
+/* Instruction sets (am_isa.c). */
 /* Names of the variants this CPU and OS can run, best last; returns how many. */
 int am_supported_variants(const char **names, int capacity);
 /* The table of the named variant, or NULL when it is not built or not supported. */

@@ -87,15 +87,15 @@ class KernelColumnMajor:
         self.x = x
         self.flags = np.empty(x.shape[0], np.uint8)
         packed = _dispatch.packed_level(level)
-        self.args = (level.split_dims, level.thresholds, level.luts, level.scale,
-                     level.offset, packed)
+        self.prepared = _kernels.PreparedLevel(level.split_dims, level.thresholds, level.luts,
+                                               level.scale, level.offset, packed)
 
     def time_kernel(self, config, threads):
-        _kernels.product(self.x, *self.args, self.out, threads)
+        self.prepared.product(self.x, self.out, threads)
 
     def time_kernel_flags(self, config, threads):
         """With the row flags (a full finiteness pass over x, column by column)."""
-        _kernels.product(self.x, *self.args, self.out, threads, None, self.flags)
+        self.prepared.product(self.x, self.out, threads, self.flags)
 
 
 class KernelRowMajor:
@@ -109,14 +109,15 @@ class KernelRowMajor:
     def setup(self, config, threads):
         self.x, _, _, self.level, self.out = _setup(config)
         packed = _dispatch.packed_level(self.level)
-        self.args = (self.level.split_dims, self.level.thresholds, self.level.luts,
-                     self.level.scale, self.level.offset, packed)
+        self.prepared = _kernels.PreparedLevel(self.level.split_dims, self.level.thresholds,
+                                               self.level.luts, self.level.scale,
+                                               self.level.offset, packed)
 
     def time_product_flags(self, config, threads):
         _dispatch.approx_product(self.x, self.level, self.out, threads)
 
     def time_product_noflags(self, config, threads):
-        _kernels.product(self.x, *self.args, self.out, threads)
+        self.prepared.product(self.x, self.out, threads)
 
 
 class StreamingFloor:

@@ -1,6 +1,6 @@
 /* Phase timings of one kernel call, without Python: links the AVX-512 (or AVX2) kernel
- * table of _ext/src/am_kernels_body.c directly. Built three times by run.sh: as
- * shipped, with -DAM_PROFILE_ENCODE_ONLY (stop after the encoder) and with
+ * table of _ext/src/kernels_avx512.c (kernels_avx2.c) directly. Built three times by
+ * run.sh: as shipped, with -DAM_PROFILE_ENCODE_ONLY (stop after the encoder) and with
  * -DAM_PROFILE_NO_STORE (table sums without dequantisation or stores), so that the
  * differences between the three builds split a call into encode, sums and output.
  *

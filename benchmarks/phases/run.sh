@@ -4,10 +4,11 @@
 #
 #   bash benchmarks/phases/run.sh [ROUNDS] ["N D M C L" ...]
 #
-# Builds benchmarks/phases/phases.c three times against _ext/src/am_kernels_body.c (as
-# shipped, -DAM_PROFILE_ENCODE_ONLY, -DAM_PROFILE_NO_STORE) with the compiler flags of
-# the AVX-512 variant, runs the builds interleaved ROUNDS times (each run: minimum of 3
-# calls), and prints the minimum and median over rounds of each, the phases as
+# Builds benchmarks/phases/phases.c three times against _ext/src/kernels_avx2.c and
+# kernels_avx512.c, each with its variant's compiler flags: as shipped, with
+# -DAM_PROFILE_ENCODE_ONLY and with -DAM_PROFILE_NO_STORE (the hooks of
+# _ext/src/am_profile.h, which only this script sets), runs the builds interleaved
+# ROUNDS times (each run: minimum of 3 calls), and prints the minimum and median over rounds of each, the phases as
 # differences of the minimums, and the table sums' lookup rate. L is C (row-major x)
 # or F (column-major). For row-major x the phases overlap with the read of x (and the
 # encode-only build loses the row prefetches the table sums issue), so only the three
@@ -32,9 +33,8 @@ avx512=("${avx2[@]}" -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vbmi -ma
 build() { # name, extra flags...
     local name=$1
     shift
-    gcc "${base[@]}" "${avx2[@]}" -DAM_VARIANT=avx2 "$@" -c "$src/am_kernels_body.c" -o "$out/$name-avx2.o"
-    gcc "${base[@]}" "${avx512[@]}" -DAM_VARIANT=avx512 "$@" -c "$src/am_kernels_body.c" \
-        -o "$out/$name-avx512.o"
+    gcc "${base[@]}" "${avx2[@]}" "$@" -c "$src/kernels_avx2.c" -o "$out/$name-avx2.o"
+    gcc "${base[@]}" "${avx512[@]}" "$@" -c "$src/kernels_avx512.c" -o "$out/$name-avx512.o"
     gcc "${base[@]}" "${avx2[@]}" "$here/phases.c" "$out/$name-avx2.o" "$out/$name-avx512.o" \
         -o "$out/$name" -lm
 }

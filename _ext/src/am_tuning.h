@@ -1,0 +1,100 @@
+/* Every tuning constant of the kernels, each with the measurement that chose it
+ * (Zen 4 unless noted; the tables are in docs/performance-kernels.md). Each can be
+ * overridden with -D for experiments. */
+#ifndef AM_TUNING_H
+#define AM_TUNING_H
+
+/* ---- Row blocks (am_blocks.h) ---- */
+
+/* Rows per block: more rows when the tables are large (more than 32 KiB), so that each
+ * pass over the tables serves more rows. Multiples of 64. */
+#ifndef AM_BLOCK_ROWS_SMALL
+#define AM_BLOCK_ROWS_SMALL 64
+#endif
+#ifndef AM_BLOCK_ROWS_LARGE
+#define AM_BLOCK_ROWS_LARGE 256
+#endif
+#ifndef AM_BLOCK_LARGE_TABLE_BYTES
+#define AM_BLOCK_LARGE_TABLE_BYTES 32768
+#endif
+
+/* Calls with less work than this (N (C M + 8 C), in lookups) are not worth waking
+ * threads for: they run on one thread. */
+#ifndef AM_PARALLEL_MIN_WORK
+#define AM_PARALLEL_MIN_WORK 2.0e5
+#endif
+
+/* ---- Output (am_output.h) ---- */
+
+/* Outputs of at least this many bytes are written with non-temporal stores (they do not
+ * fit in the caches anyway). */
+#ifndef AM_STREAM_MIN_BYTES
+#define AM_STREAM_MIN_BYTES (16.0 * 1024 * 1024)
+#endif
+
+/* ---- Prefetch (am_prefetch.h) ---- */
+
+/* Distance of the row prefetch, in rows ahead of the encoder; for a split prefetch, the
+ * bytes of rows ahead beyond half a block. */
+#ifndef AM_PF_ROWS
+#define AM_PF_ROWS 16
+#endif
+#ifndef AM_PF_AHEAD_BYTES
+#define AM_PF_AHEAD_BYTES (64 * 1024)
+#endif
+
+/* Column-major input: rows ahead of the encoder at which the split columns are
+ * prefetched, one codebook (group) at a time. Issued for all distinct columns in one
+ * burst per group of rows, most of the prefetches were lost at C >= 24. */
+#ifndef AM_SPLIT_AHEAD_ROWS
+#define AM_SPLIT_AHEAD_ROWS 256
+#endif
+/* Only for x of at least this many bytes: smaller ones are likely in L3 (32 MiB here),
+ * where the prefetch instructions cost more than they save (N = 10 000, D = 512:
+ * 0.096 ms without, 0.125 ms with; N = 20 000: 0.278 without, 0.256 with). */
+#ifndef AM_SPLIT_PREFETCH_MIN_BYTES
+#define AM_SPLIT_PREFETCH_MIN_BYTES (32.0 * 1024 * 1024)
+#endif
+
+/* ---- AVX-512 (kernels_avx512.c) ---- */
+
+/* Sums along M (rows of the tables) for AM_ROW_MIN_M <= M <= AM_ROW_MAX_M; otherwise
+ * 16 x 16 tiles of vpermb / vpdpbusd sums and a transpose. The row path wins at
+ * M ~ 64-256, loses at M <= 32 (padding to 32 outputs, per-row overhead) and at
+ * M >= 512 (table rows leave L1/L2). Part of the packed layout (the row tables exist
+ * only in that range): changing it changes the packed bytes. */
+#ifndef AM_ROW_MIN_M
+#define AM_ROW_MIN_M 48
+#endif
+#ifndef AM_ROW_MAX_M
+#define AM_ROW_MAX_M 256
+#endif
+
+/* The vpermb path walks 16 rows across every output column when its tables (Mp16 x G x
+ * 64 bytes) take at most this many bytes (they then stay in L2), else one 16-column tile
+ * down the whole row block. */
+#ifndef AM_TILE_ROWS_FIRST_BYTES
+#define AM_TILE_ROWS_FIRST_BYTES (512 * 1024)
+#endif
+
+/* ---- AVX2 (kernels_avx2.c) ---- */
+
+/* The table sums share the prefetch of the rows ahead (am_pf_init, split) from this
+ * many outputs on. */
+#ifndef AM_PF_SPLIT_MIN_M
+#define AM_PF_SPLIT_MIN_M 48
+#endif
+
+/* Output written in place 4 columns at a time: blocks of AM_BLOCK_ROWS_SMALL rows, so
+ * that the rows being written stay in L1 (256 rows measured 1.1-1.4x slower at M = 100,
+ * C = 32). Streamed outputs use am_block_rows (larger blocks for large tables). */
+
+/* Staging buffer of the table sums' output (large outputs only): at least 32 rows x 16
+ * float64 columns. Staging a whole block of a large output (row-major x) and copying it
+ * out with non-temporal stores: M = 60-100 9-21 % faster; with column-major x the
+ * buffer's room in L1 cost more (4-8 % slower), so it is not used there. */
+#ifndef AVX2_STAGE_BYTES
+#define AVX2_STAGE_BYTES (64 * 1024)
+#endif
+
+#endif
