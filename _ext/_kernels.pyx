@@ -1,8 +1,8 @@
 # cython: language_level=3
 """Thin bindings to approxmat's C kernels (``_ext/src``).
 
-The Python side decides (``approxmat._dispatch``); this module only computes.
-Thread counts are always passed in explicitly.
+The Python side decides (``approxmat._call``, ``approxmat._backend``); this module
+only computes. Thread counts are always passed in explicitly.
 """
 
 import os

@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from approxmat import _kernels as installed
-from approxmat._dispatch import empty_output
+from approxmat._backend import empty_output
 from speed import random_level  # this folder's speed.py: the same random levels
 
 CONFIGS = [

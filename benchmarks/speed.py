@@ -18,7 +18,7 @@ Columns (milliseconds unless noted):
 * ``numpy``: ``x @ weights`` (float32, row-major x), OpenBLAS, all threads it wants.
 * ``api 1t`` / ``api 2t``: ``x @ W`` through the public API (row-major float32 x),
   ``approxmat.config(threads=...)``: includes every Python-level cost.
-* ``C 1t``: the kernel alone (``_dispatch.approx_product``: product + row flags + NaN
+* ``C 1t``: the kernel alone (``_backend.product``: product + row flags + NaN
   rows) on row-major float32 x; ``C nofl``: the same without the flags
   (``flags=None``); ``fl%``: what the fused flags cost, ``C 1t / C nofl - 1`` from the
   minima; ``fl%med``: the median over repetitions of the same ratio taken within each
@@ -51,7 +51,7 @@ import time
 import numpy as np
 
 import approxmat as am
-from approxmat import _dispatch, _kernels
+from approxmat import _backend, _kernels
 from approxmat._level import Level
 
 CONFIGS = [
@@ -101,8 +101,8 @@ def measure(config, reps, rng):
     weights = rng.standard_normal((D, M)).astype(np.float32)
     level = random_level(D, M, C, rng, x)
     W = am.ApproxMatrix(weights)._with_levels([level])
-    out = _dispatch.empty_output(N, M, np.float32)  # aligned, as the API allocates results
-    packed = _dispatch.packed_level(level)
+    out = _backend.empty_output(N, M, np.float32)  # aligned, as the API allocates results
+    packed = _backend.packed_level(level)
     prepared = _kernels.PreparedLevel(level.split_dims, level.thresholds, level.luts,
                                       level.scale, level.offset, packed)
 
@@ -122,7 +122,7 @@ def measure(config, reps, rng):
         "numpy": lambda: np.matmul(x, weights, out=out),
         "api 1t": api(1),
         "api 2t": api(2),
-        "C 1t": lambda: _dispatch.approx_product(x, level, out, 1),
+        "C 1t": lambda: _backend.product(x, level, out, 1),
         "C nofl": nofl,
         "F 1t": fkernel(1),
         "F+fl": fkernel(1, True),

@@ -90,7 +90,7 @@ AM_INLINE void am_pf_lines(am_pf *p, ptrdiff_t n)
  * ~4C column streams keep flowing at a steady distance (the hardware prefetchers follow
  * only a few streams), and the prefetches are spread out and in the order the columns
  * are used: issued for all distinct columns in one burst per group of rows, most of them
- * were lost at C >= 24 (see docs/performance-kernels.md). */
+ * were lost at C >= 24 (see benchmarks/LOG.md). */
 AM_INLINE int am_prefetch_split(const am_matrix *x)
 {
     ptrdiff_t item = x->is_f64 ? 8 : 4;

@@ -1,5 +1,5 @@
 /* Every tuning constant of the kernels, each with the measurement that chose it
- * (Zen 4 unless noted; the tables are in docs/performance-kernels.md). Each can be
+ * (Zen 4 unless noted; the tables are in benchmarks/LOG.md). Each can be
  * overridden with -D for experiments. */
 #ifndef AM_TUNING_H
 #define AM_TUNING_H

@@ -8,7 +8,7 @@ memory floor; these are the regression-tracking counterparts.
 import numpy as np
 
 import approxmat as am
-from approxmat import _dispatch, _kernels
+from approxmat import _backend, _kernels
 from approxmat._level import Level
 
 CONFIGS = [
@@ -86,7 +86,7 @@ class KernelColumnMajor:
         x, _, _, level, self.out = _setup(config, order="F")
         self.x = x
         self.flags = np.empty(x.shape[0], np.uint8)
-        packed = _dispatch.packed_level(level)
+        packed = _backend.packed_level(level)
         self.prepared = _kernels.PreparedLevel(level.split_dims, level.thresholds, level.luts,
                                                level.scale, level.offset, packed)
 
@@ -100,7 +100,7 @@ class KernelColumnMajor:
 
 class KernelRowMajor:
     """The kernel alone on row-major float32 x, with the fused row flags
-    (``_dispatch.approx_product``) and without them (``flags=None``)."""
+    (``_backend.product``) and without them (``flags=None``)."""
 
     params = (CONFIGS[:5], [1, 2])
     param_names = ["config", "threads"]
@@ -108,13 +108,13 @@ class KernelRowMajor:
 
     def setup(self, config, threads):
         self.x, _, _, self.level, self.out = _setup(config)
-        packed = _dispatch.packed_level(self.level)
+        packed = _backend.packed_level(self.level)
         self.prepared = _kernels.PreparedLevel(self.level.split_dims, self.level.thresholds,
                                                self.level.luts, self.level.scale,
                                                self.level.offset, packed)
 
     def time_product_flags(self, config, threads):
-        _dispatch.approx_product(self.x, self.level, self.out, threads)
+        _backend.product(self.x, self.level, self.out, threads)
 
     def time_product_noflags(self, config, threads):
         self.prepared.product(self.x, self.out, threads)
