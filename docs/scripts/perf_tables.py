@@ -27,6 +27,11 @@ KERNELS_OUT = DOCS / "_generated" / "kernel-tables.md"
 KERNELS_COMMAND = "python benchmarks/speed.py --reps 11 --json docs/data/kernels-avx512.json"
 
 
+def _command_block(facts):
+    """The lines that show the command a run recorded, as a shell block."""
+    return ["", "Command:", "", "```bash", facts["command"], "```", ""]
+
+
 def render(facts, source):
     shape = facts["shape"]
     t_np = facts["numpy_seconds"]
@@ -37,13 +42,7 @@ def render(facts, source):
         f"{facts['cpu']}, {facts['cores']} cores, {facts['platform']}; approxmat "
         f"{facts['approxmat']}, NumPy {facts['numpy']}; {facts['date']}. "
         f"Medians of {facts['repeat']} interleaved calls.",
-        "",
-        "Command:",
-        "",
-        "```bash",
-        facts["command"],
-        "```",
-        "",
+        *_command_block(facts),
         "| codebooks | table KiB | validated error | test error (same photo) "
         "| error (new photo) | `x @ W` ms | NumPy ms | speedup |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -148,13 +147,7 @@ def render_kernels(facts, source):
         f"NumPy {facts['numpy']}; {facts['date']}. Times are minimums over "
         f"{facts['reps']} interleaved repetitions"
         + (" (`--quick`: the smaller configurations only)." if facts.get("quick") else "."),
-        "",
-        "Command:",
-        "",
-        "```bash",
-        facts["command"],
-        "```",
-        "",
+        *_command_block(facts),
     ]
     kernels = facts["tables"]["kernels"]
     columns = kernels["columns"]
