@@ -331,6 +331,47 @@ def test_level_thresholds_not_reused(variant):
     np.testing.assert_array_equal(got, right)
 
 
+@pytest.mark.parametrize("xdt", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_threshold_ties_exact(variant, xdt):
+    """Split-column values equal to the threshold they are compared with (ties go left),
+    and the neighbouring floats just above and below it (float32 steps; float64 steps for
+    float64 rows), in every layout: codes and products bit for bit."""
+    rng = np.random.default_rng(21)
+    N, D, C, M = 203, 19, 9, 6
+    level = random_level(D, M, C, rng)
+    th = level.thresholds
+    x = rng.standard_normal((N, D))
+    for i in range(N):
+        c, kind = i % C, (i // C) % 4
+        node = 0
+        for lev in range(4):
+            t = th[c, (1 << lev) - 1 + node]
+            if kind == 1 or kind == 2:  # the next float32 above / below
+                t = np.nextafter(t, np.float32(np.inf if kind == 1 else -np.inf))
+            value = np.float64(t)
+            if kind == 3:  # the next float64 above or below (a tie once rounded to float32)
+                value = np.nextafter(value, np.inf if lev % 2 else -np.inf)
+            x[i, level.split_dims[c, lev]] = value
+            node = 2 * node + (xdt.type(value) > th[c, (1 << lev) - 1 + node])
+    x = x.astype(xdt)
+    right = _reference.encode(x, level.split_dims, level.thresholds)
+    # ties going right would give other codes: the case does exercise the ties
+    node = np.zeros((N, C), dtype=np.intp)
+    cols = np.arange(C)
+    for lev in range(4):
+        limits = th[cols, (1 << lev) - 1 + node]
+        node = 2 * node + (x[:, level.split_dims[:, lev]] >= limits)
+    assert (node != right).any()
+    kernel = prepared(level, variant)
+    for name, xv in layouts(x):
+        np.testing.assert_array_equal(kernel.encode(xv), right, err_msg=name)
+        for odt in DTYPES:
+            out = np.empty((N, M), odt)
+            kernel.product(xv, out, 1)
+            assert_bits_equal(out, _reference.approx_matmul(x, level, odt), err_msg=name)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("C", [17, 32, 64, 256])
 @pytest.mark.parametrize("M", [5, 100, 255])  # AVX-512: vpermb tiles, sums along M
