@@ -1,7 +1,10 @@
 """Compiled kernels against the NumPy reference, bit for bit, on every variant this CPU runs.
 
-Every test takes the variant explicitly, so one process checks portable, AVX2 and
-AVX-512 (whatever ``supported_variants()`` lists) regardless of the import-time choice.
+Every test takes the variant as a parameter (its id names the ISA, e.g.
+``test_product_matches_oracle[N33-D100-C32-M100-avx2-f32-F]``), so one process checks
+portable, AVX2 and AVX-512 (whatever ``supported_variants()`` lists) regardless of the
+import-time choice. The kernels are called through ``PreparedLevel``; levels, inputs,
+layouts and expected results come from :mod:`approxmat._testing`.
 """
 
 import os
@@ -39,8 +42,8 @@ VARIANTS = _kernels.supported_variants()
 DTYPE_IDS = ["f32", "f64"]
 
 
-# (N, D, C, M): every N of the brief, C across the ladder (incl. non powers of two,
-# D not divisible by C), M in {1, 3, 17, 100}.
+# (N, D, C, M): N = 0, 1, 31, 32, 33 and beyond, odd D, C across the ladder (incl. non
+# powers of two, D not divisible by C), M in {1, 3, 17, 100}.
 CASES = [
     (0, 7, 3, 3),
     (1, 5, 1, 1),
@@ -55,6 +58,14 @@ CASES = [
     (4097, 513, 128, 1),
     (4097, 64, 255, 17),
 ]
+
+
+def test_cases_cover_awkward_sizes():
+    """Every variant, row dtype and layout of test_product_matches_oracle sees these."""
+    Ns, Ds, Cs, Ms = (set(col) for col in zip(*CASES))
+    assert {0, 1, 31, 33} <= Ns and 1 in Ms
+    assert any(D % 2 for D in Ds) and any(C & (C - 1) for C in Cs)
+    assert any(D % C for _, D, C, _ in CASES)
 
 
 def _case_id(case):
