@@ -1,23 +1,20 @@
-"""Shared fixtures: random fitted levels built directly (no learner needed)."""
+"""Shared fixtures: random fitted levels built directly (no learner needed).
+
+The levels come from :mod:`approxmat._testing`, the factory the tests and the
+benchmarks share; these fixtures only wrap it.
+"""
 
 import numpy as np
 import pytest
 
-from approxmat._level import Level
+from approxmat import _testing
 
 
-def random_level(D, M, C, rng, *, error=0.1, x_for_thresholds=None):
-    """A valid Level with random parameters; thresholds spread over the data if given."""
-    split_dims = rng.integers(0, D, size=(C, 4)).astype(np.int32)
-    if x_for_thresholds is not None and len(x_for_thresholds):
-        pool = np.asarray(x_for_thresholds, dtype=np.float64).ravel()
-        thresholds = rng.choice(pool, size=(C, 15)).astype(np.float32)
-    else:
-        thresholds = rng.standard_normal((C, 15)).astype(np.float32)
-    luts = rng.integers(0, 256, size=(C, 16, M), dtype=np.uint8)
-    scale = rng.uniform(1e-3, 1e-1, size=M)
-    offset = rng.standard_normal(M)
-    return Level(split_dims, thresholds, luts, scale, offset, error=error)
+def _plain_level(D, M, C, rng, *, error=0.1, x_for_thresholds=None):
+    """:func:`approxmat._testing.random_level` without saturated table entries and with
+    unit-variance offsets; thresholds spread over ``x_for_thresholds`` if given."""
+    return _testing.random_level(D, M, C, rng, x=x_for_thresholds, error=error,
+                                 saturated=0.0, offset_scale=1.0)
 
 
 @pytest.fixture
@@ -33,11 +30,12 @@ def fitted_pair(rng):
     D, M = 24, 5
     weights = rng.standard_normal((D, M))
     W = am.ApproxMatrix(weights)
-    levels = [random_level(D, M, 4, rng, error=0.3), random_level(D, M, 8, rng, error=0.1)]
+    levels = [_plain_level(D, M, 4, rng, error=0.3), _plain_level(D, M, 8, rng, error=0.1)]
     return weights, W._with_levels(levels)
 
 
 @pytest.fixture
 def make_level():
-    """The :func:`random_level` factory (tests cannot import conftest directly)."""
-    return random_level
+    """A random-level factory ``make_level(D, M, C, rng, *, error=0.1,
+    x_for_thresholds=None)`` (tests cannot import conftest directly)."""
+    return _plain_level

@@ -9,27 +9,16 @@ import struct
 import numpy as np
 import pytest
 
-from approxmat import _io
+from approxmat import _io, _testing
 from approxmat._io import FORMAT_VERSION, MAGIC, load, save
-from approxmat._level import Level
-
-
-def _level(rng, C, D, M, error):
-    return Level(
-        split_dims=rng.integers(0, D, size=(C, 4)).astype(np.int32),
-        thresholds=rng.standard_normal((C, 15)).astype(np.float32),
-        luts=rng.integers(0, 256, size=(C, 16, M)).astype(np.uint8),
-        scale=rng.random(M),
-        offset=rng.standard_normal(M),
-        error=error,
-    )
 
 
 @pytest.fixture
 def content():
     rng = np.random.default_rng(0)
     weights = rng.standard_normal((10, 3)).astype(np.float32)
-    levels = [_level(rng, 2, 10, 3, 0.25), _level(rng, 5, 10, 3, float("nan"))]
+    levels = [_testing.random_level(10, 3, 2, rng, error=0.25),
+              _testing.random_level(10, 3, 5, rng, error=float("nan"))]
     return weights, levels, {"approxmat": "0.1.0", "note": [1, 2.5, None]}
 
 

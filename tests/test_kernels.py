@@ -1,7 +1,10 @@
 """Compiled kernels against the NumPy reference, bit for bit, on every variant this CPU runs.
 
-Every test takes the variant explicitly, so one process checks portable, AVX2 and
-AVX-512 (whatever ``supported_variants()`` lists) regardless of the import-time choice.
+Every test takes the variant as a parameter (its id names the ISA, e.g.
+``test_product_matches_oracle[N33-D100-C32-M100-avx2-f32-F]``), so one process checks
+portable, AVX2 and AVX-512 (whatever ``supported_variants()`` lists) regardless of the
+import-time choice. The kernels are called through ``PreparedLevel``; levels, inputs,
+layouts and expected results come from :mod:`approxmat._testing`.
 """
 
 import os
@@ -14,108 +17,33 @@ import numpy as np
 import pytest
 
 from approxmat import _dispatch, _kernels, _reference
-from approxmat._level import Level
+from approxmat._testing import (
+    DTYPES,
+    LAYOUTS,
+    assert_bits_equal,
+    flagged_product,
+    layout,
+    layouts,
+    modified,
+    offset_rows,
+    oracle,
+    oracle_flags,
+    pack,
+    prepared,
+    random_level,
+    random_x,
+    strided_output,
+    with_bounds,
+    with_ranges,
+)
 
 VARIANTS = _kernels.supported_variants()
-DTYPES = (np.float32, np.float64)
+#: Ids of the row / result dtypes in test ids.
+DTYPE_IDS = ["f32", "f64"]
 
 
-def random_level(D, M, C, rng, x=None):
-    """Random valid level; thresholds drawn from the data so that codes are spread."""
-    split_dims = rng.integers(0, D, size=(C, 4)).astype(np.int32)
-    if x is not None and x.size:
-        finite = x[np.isfinite(x)]
-        thresholds = rng.choice(finite, size=(C, 15)).astype(np.float32)
-    else:
-        thresholds = rng.standard_normal((C, 15)).astype(np.float32)
-    luts = rng.integers(0, 256, size=(C, 16, M), dtype=np.uint8)
-    luts[rng.random(luts.shape) < 0.05] = 255
-    scale = rng.uniform(1e-3, 1e-1, size=M)
-    offset = rng.standard_normal(M) * 10
-    return Level(split_dims, thresholds, luts, scale, offset, error=0.1)
-
-
-def random_x(N, D, rng, special=True):
-    """float64 rows with a few NaN / +-inf / values equal to float32 thresholds' neighbours."""
-    x = rng.standard_normal((N, D))
-    if special and x.size:
-        flat = x.ravel()
-        k = max(1, flat.size // 50)
-        flat[rng.integers(0, flat.size, k)] = np.nan
-        flat[rng.integers(0, flat.size, k)] = np.inf
-        flat[rng.integers(0, flat.size, k)] = -np.inf
-    return x
-
-
-def with_ranges(level, x, rng):
-    """The level with calibration ranges drawn from x's columns (quantiles near the ends),
-    some infinite, so that a fraction of rows is out of range."""
-    C = level.ncodebooks
-    low = np.full((C, 4), -np.inf, np.float32)
-    high = np.full((C, 4), np.inf, np.float32)
-    if x is not None and x.size:
-        for c in range(C):
-            for lev in range(4):
-                col = x[:, level.split_dims[c, lev]]
-                col = col[np.isfinite(col)]
-                if col.size == 0:
-                    continue
-                q = rng.uniform(0, 0.3 / C)
-                if rng.random() < 0.8:
-                    low[c, lev] = np.float32(np.quantile(col, q))
-                if rng.random() < 0.8:
-                    high[c, lev] = np.float32(np.quantile(col, 1 - q))
-    return Level(level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
-                 error=level.error, split_low=low, split_high=high)
-
-
-def want_flags(x, level):
-    nonfinite, outside = _reference.row_flags(x, level)
-    return nonfinite.astype(np.uint8) | (outside.astype(np.uint8) << 1)
-
-
-def want_nan_rows(x, level, odt):
-    """The reference product with NaN in the rows of x that hold a NaN or an infinity."""
-    want = _reference.approx_matmul(x, level, odt)
-    want[_reference.row_flags(x, level)[0]] = np.nan
-    return want
-
-
-def product_flags(xv, level, out, nthreads, variant):
-    flags = np.full(xv.shape[0], 0xAA, np.uint8)
-    _kernels.product(xv, *args(level, variant), out, nthreads=nthreads, variant=variant,
-                     flags=flags)
-    return flags
-
-
-def args(level, variant):
-    packed = _dispatch.packed_level(level, variant)
-    return (level.split_dims, level.thresholds, level.luts, level.scale, level.offset, packed)
-
-
-def layouts(x):
-    """The same logical rows in several memory layouts (C, F, negative / non-unit strides)."""
-    N, D = x.shape
-    yield "C", np.ascontiguousarray(x)
-    yield "F", np.asfortranarray(x)
-    big = np.empty((2 * N + 1, 3 * D), dtype=x.dtype)
-    view = big[2 * N - 1 :: -2, ::-3] if N else big[:0, ::-3]
-    view[...] = x
-    assert view.shape == x.shape
-    yield "neg-strided", view
-    bigf = np.asfortranarray(np.empty((N + 3, 2 * D), dtype=x.dtype))
-    vf = bigf[1 : N + 1, ::2]
-    vf[...] = x
-    yield "F-strided", vf
-
-
-def assert_bits_equal(got, want):
-    assert got.dtype == want.dtype and got.shape == want.shape
-    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
-
-
-# (N, D, C, M): every N of the brief, C across the ladder (incl. non powers of two,
-# D not divisible by C), M in {1, 3, 17, 100}.
+# (N, D, C, M): N = 0, 1, 31, 32, 33 and beyond, odd D, C across the ladder (incl. non
+# powers of two, D not divisible by C), M in {1, 3, 17, 100}.
 CASES = [
     (0, 7, 3, 3),
     (1, 5, 1, 1),
@@ -132,52 +60,80 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("N,D,C,M", CASES)
-def test_bit_exact_all_variants(N, D, C, M):
+def test_cases_cover_awkward_sizes():
+    """Every variant, row dtype and layout of test_product_matches_oracle sees these."""
+    Ns, Ds, Cs, Ms = (set(col) for col in zip(*CASES))
+    assert {0, 1, 31, 33} <= Ns and 1 in Ms
+    assert any(D % 2 for D in Ds) and any(C & (C - 1) for C in Cs)
+    assert any(D % C for _, D, C, _ in CASES)
+
+
+def _case_id(case):
+    return "N{}-D{}-C{}-M{}".format(*case)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=_case_id)
+def oracle_case(request):
+    """One case of :data:`CASES`: a level, the same level with calibration ranges drawn
+    from x, and per row dtype x, codes, products and flags of the reference (computed
+    once for every variant and layout of the case)."""
+    N, D, C, M = request.param
     rng = np.random.default_rng(N * 1000 + C * 7 + M)
-    x64 = random_x(N, D, rng)
-    # keep NaN / inf in every third row only, so that finite rows exist for every D
-    fix = ~np.isfinite(x64)
-    fix[::3] = False
-    x64[fix] = rng.standard_normal(np.count_nonzero(fix))
-    level = random_level(D, M, C, rng, x64)
+    # NaN / inf in every third row only, so that finite rows exist for every D
+    x64 = random_x(N, D, rng, nonfinite_every=3)
+    level = random_level(D, M, C, rng, x=x64)
+    per_dtype = {}
     for xdt in DTYPES:
         x = x64.astype(xdt)
-        want_codes = _reference.encode(x, level.split_dims, level.thresholds)
-        want = {odt: _reference.approx_matmul(x, level, odt) for odt in DTYPES}
         ranged = with_ranges(level, x, rng)
-        flags_plain, flags_r = want_flags(x, level), want_flags(x, ranged)
-        nan_plain = {odt: want_nan_rows(x, level, odt) for odt in DTYPES}
-        nan_r = {odt: want_nan_rows(x, ranged, odt) for odt in DTYPES}
+        per_dtype[xdt] = {
+            "x": x,
+            "codes": _reference.encode(x, level.split_dims, level.thresholds),
+            "plain": {odt: _reference.approx_matmul(x, level, odt) for odt in DTYPES},
+            "ranged": ranged,
+            # (level, flags, product with NaN rows per output dtype), without and with ranges
+            "flagged": [(lev, oracle_flags(x, lev), {odt: oracle(x, lev, odt)[0] for odt in DTYPES})
+                        for lev in (level, ranged)],
+        }
         if N >= 100:  # the case exercises every flag
-            assert set(np.unique(flags_r)) == {0, 1, 2}
-        for variant in VARIANTS:
-            a = args(level, variant)
-            for name, xv in layouts(x):
-                codes = _kernels.encode(xv, *a, nthreads=2, variant=variant)
-                np.testing.assert_array_equal(codes, want_codes, err_msg=f"{variant} {name}")
-                for odt in DTYPES:
-                    out = np.full((N, M), np.nan, dtype=odt)
-                    _kernels.product(xv, *a, out, nthreads=2, variant=variant)
-                    assert_bits_equal(out, want[odt])
-                # strided output (every other row, reversed columns)
-                odt = DTYPES[N % 2]
-                big = np.zeros((2 * N, M + 2), dtype=odt)
-                out = big[::2, M - 1 :: -1] if M > 1 else big[::2, :1]
-                _kernels.product(xv, *a, out, nthreads=1, variant=variant)
-                assert_bits_equal(np.ascontiguousarray(out), want[odt])
-                # fused row flags and NaN rows, with and without ranges
-                for lev, wf, wn in ((level, flags_plain, nan_plain), (ranged, flags_r, nan_r)):
-                    for odt in DTYPES:
-                        out = np.full((N, M), 7, dtype=odt)
-                        flags = product_flags(xv, lev, out, 2, variant)
-                        np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
-                        assert_bits_equal(out, wn[odt])
-                    big = np.zeros((2 * N, M + 2), dtype=odt)
-                    out = big[::2, M - 1 :: -1] if M > 1 else big[::2, :1]
-                    flags = product_flags(xv, lev, out, 1, variant)
-                    np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
-                    assert_bits_equal(np.ascontiguousarray(out), wn[odt])
+            assert set(np.unique(per_dtype[xdt]["flagged"][1][1])) == {0, 1, 2}
+    return level, per_dtype
+
+
+@pytest.mark.parametrize("layout_name", LAYOUTS)
+@pytest.mark.parametrize("xdt", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_product_matches_oracle(variant, xdt, layout_name, oracle_case):
+    """Codes, products into both output dtypes and into a strided output, and the fused
+    row flags with NaN rows (without and with calibration ranges), bit for bit against
+    the reference, for each case of :data:`CASES` (N = 0, 1, 31, 33, ...; odd D; C not a
+    power of two; M = 1)."""
+    level, per_dtype = oracle_case
+    case = per_dtype[xdt]
+    x = case["x"]
+    N, M = x.shape[0], level.noutputs
+    xv = layout(x, layout_name)
+    kernel = prepared(level, variant)
+    np.testing.assert_array_equal(kernel.encode(xv, 2), case["codes"])
+    for odt in DTYPES:
+        out = np.full((N, M), np.nan, dtype=odt)
+        assert kernel.product(xv, out, 2) == 0
+        assert_bits_equal(out, case["plain"][odt])
+    # strided output (every other row, reversed columns)
+    odt = DTYPES[N % 2]
+    out = strided_output(N, M, odt)
+    kernel.product(xv, out, 1)
+    assert_bits_equal(out, case["plain"][odt])
+    # fused row flags and NaN rows, with and without ranges
+    for lev, wf, wn in case["flagged"]:
+        kernel = prepared(lev, variant)
+        for odt in DTYPES:
+            out = np.full((N, M), 7, dtype=odt)
+            np.testing.assert_array_equal(flagged_product(kernel, xv, out, 2), wf)
+            assert_bits_equal(out, wn[odt])
+        out = strided_output(N, M, odt)
+        np.testing.assert_array_equal(flagged_product(kernel, xv, out, 1), wf)
+        assert_bits_equal(out, wn[odt])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -188,17 +144,18 @@ def test_every_codebook_count(variant):
         N, D = 37, C + 3
         x = random_x(N, D, rng).astype(np.float32)
         for M in (3 + C % 5, 64 + C % 5):  # both sum paths of the AVX-512 variant
-            level = random_level(D, M, C, rng, x)
+            level = random_level(D, M, C, rng, x=x)
             out = np.empty((N, M), np.float32)
-            _kernels.product(x, *args(level, variant), out, nthreads=1, variant=variant)
+            prepared(level, variant).product(x, out, 1)
             assert_bits_equal(out, _reference.approx_matmul(x, level, np.float32))
-        codes = _kernels.encode(np.asfortranarray(x), *args(level, variant), variant=variant)
+        codes = prepared(level, variant).encode(np.asfortranarray(x))
         np.testing.assert_array_equal(codes, _reference.encode(x, level.split_dims, level.thresholds))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("D", [1, 15, 16, 17, 37, 64, 100, 130])
-def test_nonfinite_in_every_column(variant, D):
+@pytest.mark.parametrize("xdt", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_nonfinite_in_every_column(variant, xdt, D):
     """A NaN / inf in any one column (vector bodies and tails) flags its row, and only it."""
     rng = np.random.default_rng(D)
     N, C, M = 3 * D + 5, 6, 9
@@ -207,57 +164,54 @@ def test_nonfinite_in_every_column(variant, D):
     for i in range(3 * D):
         x64[i, i % D] = specials[(i // D) % 4]
     x64[-5:] = np.finfo(np.float32).max  # huge but finite
-    level = with_ranges(random_level(D, M, C, rng, x64), x64, rng)
-    for xdt in DTYPES:
-        x = x64.astype(xdt)
-        wf = want_flags(x, level)
-        assert (wf[: 3 * D] == 1).all() and not (wf[3 * D :] & 1).any()
-        for name, xv in layouts(x):
-            for odt in DTYPES:
-                out = np.empty((N, M), odt)
-                flags = product_flags(xv, level, out, 1, variant)
-                np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
-                assert_bits_equal(out, want_nan_rows(x, level, odt))
+    level = with_ranges(random_level(D, M, C, rng, x=x64), x64, rng)
+    kernel = prepared(level, variant)
+    x = x64.astype(xdt)
+    wf = oracle_flags(x, level)
+    assert (wf[: 3 * D] == 1).all() and not (wf[3 * D :] & 1).any()
+    for name, xv in layouts(x):
+        for odt in DTYPES:
+            out = np.empty((N, M), odt)
+            flags = flagged_product(kernel, xv, out, 1)
+            np.testing.assert_array_equal(flags, wf, err_msg=name)
+            assert_bits_equal(out, oracle(x, level, odt)[0], err_msg=name)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("N", [1, 31, 33, 100])
-def test_flags_written_for_own_rows_only(variant, N):
+@pytest.mark.parametrize("xdt", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_flags_written_for_own_rows_only(variant, xdt, N):
     """Calibrated ranges that exclude 0 (the value a masked load gives past the last row):
     every row in range gets flag 0, and no byte past the flags array is written, for each
     layout (the F-order pre-pass checks the ranges down each column run) and thread count."""
     rng = np.random.default_rng(N)
     D, C, M = 21, 5, 7
-    level = random_level(D, M, C, rng)
-    level = Level(level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
-                  split_low=np.full((C, 4), 1.0, np.float32),
-                  split_high=np.full((C, 4), 2.0, np.float32))
+    level = random_level(D, M, C, rng, ranges=(1.0, 2.0))
+    kernel = prepared(level, variant)
     x64 = rng.uniform(1.0, 2.0, size=(N, D))
     x64[N // 2, level.split_dims[0, 0]] = 3.0  # one row out of range
-    for xdt in DTYPES:
-        x = x64.astype(xdt)
-        wf = want_flags(x, level)
-        assert wf.sum() == 2
-        for name, xv in layouts(x):
-            for threads in (1, 2):
-                buf = np.full(N + 64, 0x55, np.uint8)
-                out = np.empty((N, M), np.float32)
-                _kernels.product(xv, *args(level, variant), out, nthreads=threads,
-                                 variant=variant, flags=buf[:N])
-                np.testing.assert_array_equal(buf[:N], wf, err_msg=f"{variant} {name}")
-                assert (buf[N:] == 0x55).all(), f"{variant} {name}: wrote past the flags"
+    x = x64.astype(xdt)
+    wf = oracle_flags(x, level)
+    assert wf.sum() == 2
+    for name, xv in layouts(x):
+        for threads in (1, 2):
+            buf = np.full(N + 64, 0x55, np.uint8)
+            out = np.empty((N, M), np.float32)
+            assert kernel.product(xv, out, threads, buf[:N]) == 1
+            np.testing.assert_array_equal(buf[:N], wf, err_msg=f"{name} {threads}")
+            assert (buf[N:] == 0x55).all(), f"{name} {threads}: wrote past the flags"
 
 
+@pytest.mark.parametrize("xdt", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_range_bounds_exact(variant):
+def test_range_bounds_exact(variant, xdt):
     """Values equal to a bound are in range; the next float beyond it is out (f32 and f64)."""
     rng = np.random.default_rng(17)
     D, C, M = 40, 8, 5
     level = random_level(D, M, C, rng)
     low = rng.uniform(-2, -1, size=(C, 4)).astype(np.float32)
     high = rng.uniform(1, 2, size=(C, 4)).astype(np.float32)
-    level = Level(level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
-                  split_low=low, split_high=high)
+    level = with_bounds(level, low, high)
     rows = []
     for c in range(C):
         for lev in range(4):
@@ -274,17 +228,17 @@ def test_range_bounds_exact(variant):
                 row[d] = b
                 rows.append(row)
     x64 = np.array(rows)
-    for xdt in DTYPES:
-        x = x64.astype(xdt)
-        if xdt == np.float64:  # just beyond the bound in float64: out of range
-            x = np.concatenate([x, x64 + np.where(x64 != 0, np.sign(x64) * 1e-12, 0)])
-        wf = want_flags(x, level)
-        assert set(np.unique(wf)) == {0, 2}
-        for name, xv in layouts(x):
-            out = np.empty((x.shape[0], M), np.float32)
-            flags = product_flags(xv, level, out, 1, variant)
-            np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
-            assert_bits_equal(out, want_nan_rows(x, level, np.float32))
+    kernel = prepared(level, variant)
+    x = x64.astype(xdt)
+    if xdt == np.float64:  # just beyond the bound in float64: out of range
+        x = np.concatenate([x, x64 + np.where(x64 != 0, np.sign(x64) * 1e-12, 0)])
+    wf = oracle_flags(x, level)
+    assert set(np.unique(wf)) == {0, 2}
+    for name, xv in layouts(x):
+        out = np.empty((x.shape[0], M), np.float32)
+        flags = flagged_product(kernel, xv, out, 1)
+        np.testing.assert_array_equal(flags, wf, err_msg=name)
+        assert_bits_equal(out, oracle(x, level, np.float32)[0], err_msg=name)
 
 
 def check_every_layout(x, level, variant, strided_dtype, strided_view):
@@ -292,17 +246,18 @@ def check_every_layout(x, level, variant, strided_dtype, strided_view):
     :func:`layouts`: both output dtypes with row flags against the reference, then one
     strided output, ``strided_view`` of an (N, 2 M) ``strided_dtype`` buffer, without."""
     N, M = x.shape[0], level.luts.shape[2]
+    kernel = prepared(level, variant)
     for xdt in DTYPES:
         xx = x.astype(xdt)
-        wf = want_flags(xx, level)
+        wf = oracle_flags(xx, level)
         for name, xv in layouts(xx):
             for odt in DTYPES:
                 out = np.empty((N, M), odt)
-                flags = product_flags(xv, level, out, 2, variant)
-                np.testing.assert_array_equal(flags, wf, err_msg=f"{variant} {name}")
-                assert_bits_equal(out, want_nan_rows(xx, level, odt))
+                flags = flagged_product(kernel, xv, out, 2)
+                np.testing.assert_array_equal(flags, wf, err_msg=f"{xdt} {name}")
+                assert_bits_equal(out, oracle(xx, level, odt)[0], err_msg=f"{xdt} {name}")
             out = strided_view(np.zeros((N, 2 * M), dtype=strided_dtype))
-            _kernels.product(xv, *args(level, variant), out, nthreads=1, variant=variant)
+            kernel.product(xv, out, 1)
             assert_bits_equal(np.ascontiguousarray(out),
                               _reference.approx_matmul(xx, level, strided_dtype))
 
@@ -317,7 +272,7 @@ def test_output_widths(variant, M):
     fix = ~np.isfinite(x)
     fix[::4] = False
     x[fix] = 0.5
-    level = with_ranges(random_level(D, M, C, rng, x), x, rng)
+    level = with_ranges(random_level(D, M, C, rng, x=x), x, rng)
     check_every_layout(x, level, variant, np.float64, lambda big: big[:, ::-2])
 
 
@@ -333,7 +288,7 @@ def test_wide_outputs_both_tile_orders(variant, M, C):
     fix = ~np.isfinite(x)
     fix[::5] = False
     x[fix] = -0.25
-    level = with_ranges(random_level(D, M, C, rng, x), x, rng)
+    level = with_ranges(random_level(D, M, C, rng, x=x), x, rng)
     assert ((M + 15) // 16 * 16 * ((C + 3) // 4) * 64 > 512 * 1024) == (M >= 1040)
     check_every_layout(x, level, variant, np.float32, lambda big: big[:, ::2])
 
@@ -357,18 +312,15 @@ def test_row_major_every_alignment(variant, D):
         x[5, D - 1] = np.inf
         x[8, 0] = -np.inf
         x[9, 15] = np.nan
-        buf = np.empty(N * D + 32, np.float32)
-        start = (-buf.ctypes.data % 64) // 4 + k
-        xv = buf[start : start + N * D].reshape(N, D)
-        xv[...] = x
+        xv = offset_rows(x, k)
         assert (xv.ctypes.data % 64) // 4 == k
-        lev = with_ranges(Level(dims, level.thresholds, level.luts, level.scale, level.offset),
-                          x, rng)
+        lev = with_ranges(modified(level, split_dims=dims), x, rng)
+        kernel = prepared(lev, variant)
         out = np.empty((N, M), np.float32)
-        flags = product_flags(xv, lev, out, 1, variant)
-        np.testing.assert_array_equal(flags, want_flags(x, lev), err_msg=f"offset {k}")
-        assert_bits_equal(out, want_nan_rows(x, lev, np.float32))
-        codes = _kernels.encode(xv, *args(lev, variant), variant=variant)
+        flags = flagged_product(kernel, xv, out, 1)
+        np.testing.assert_array_equal(flags, oracle_flags(x, lev), err_msg=f"offset {k}")
+        assert_bits_equal(out, oracle(x, lev, np.float32)[0])
+        codes = kernel.encode(xv)
         np.testing.assert_array_equal(codes, _reference.encode(x, dims, lev.thresholds))
 
 
@@ -378,7 +330,7 @@ def test_level_thresholds_not_reused(variant):
     rng = np.random.default_rng(3)
     N, D, C, M = 500, 8, 4, 5
     x = rng.standard_normal((N, D)).astype(np.float32)
-    level = random_level(D, M, C, rng, x)
+    level = random_level(D, M, C, rng, x=x)
     # The buggy encoder: thresholds[c, node] instead of thresholds[c, 2**l - 1 + node].
     node = np.zeros((N, C), dtype=np.intp)
     cols = np.arange(C)
@@ -386,8 +338,49 @@ def test_level_thresholds_not_reused(variant):
         node = 2 * node + (x[:, level.split_dims[:, lev]] > level.thresholds[cols, node])
     right = _reference.encode(x, level.split_dims, level.thresholds)
     assert (node != right).any()  # the case does exercise the bug
-    got = _kernels.encode(x, *args(level, variant), variant=variant)
+    got = prepared(level, variant).encode(x)
     np.testing.assert_array_equal(got, right)
+
+
+@pytest.mark.parametrize("xdt", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_threshold_ties_exact(variant, xdt):
+    """Split-column values equal to the threshold they are compared with (ties go left),
+    and the neighbouring floats just above and below it (float32 steps; float64 steps for
+    float64 rows), in every layout: codes and products bit for bit."""
+    rng = np.random.default_rng(21)
+    N, D, C, M = 203, 19, 9, 6
+    level = random_level(D, M, C, rng)
+    th = level.thresholds
+    x = rng.standard_normal((N, D))
+    for i in range(N):
+        c, kind = i % C, (i // C) % 4
+        node = 0
+        for lev in range(4):
+            t = th[c, (1 << lev) - 1 + node]
+            if kind == 1 or kind == 2:  # the next float32 above / below
+                t = np.nextafter(t, np.float32(np.inf if kind == 1 else -np.inf))
+            value = np.float64(t)
+            if kind == 3:  # the next float64 above or below (a tie once rounded to float32)
+                value = np.nextafter(value, np.inf if lev % 2 else -np.inf)
+            x[i, level.split_dims[c, lev]] = value
+            node = 2 * node + (xdt.type(value) > th[c, (1 << lev) - 1 + node])
+    x = x.astype(xdt)
+    right = _reference.encode(x, level.split_dims, level.thresholds)
+    # ties going right would give other codes: the case does exercise the ties
+    node = np.zeros((N, C), dtype=np.intp)
+    cols = np.arange(C)
+    for lev in range(4):
+        limits = th[cols, (1 << lev) - 1 + node]
+        node = 2 * node + (x[:, level.split_dims[:, lev]] >= limits)
+    assert (node != right).any()
+    kernel = prepared(level, variant)
+    for name, xv in layouts(x):
+        np.testing.assert_array_equal(kernel.encode(xv), right, err_msg=name)
+        for odt in DTYPES:
+            out = np.empty((N, M), odt)
+            kernel.product(xv, out, 1)
+            assert_bits_equal(out, _reference.approx_matmul(x, level, odt), err_msg=name)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -398,13 +391,13 @@ def test_sums_above_127_exact(variant, C, M):
     rng = np.random.default_rng(C)
     N, D = 65, 40
     x = rng.standard_normal((N, D)).astype(np.float32)
-    level = random_level(D, M, C, rng, x)
+    level = random_level(D, M, C, rng, x=x)
     luts = np.full((C, 16, M), 255, np.uint8)
     luts[:, :, 1] = 128
     luts[:, :, 2] = rng.integers(128, 256, size=(C, 16))
-    level = Level(level.split_dims, level.thresholds, luts, np.ones(M), np.zeros(M))
+    level = modified(level, luts=luts, scale=np.ones(M), offset=np.zeros(M))
     out = np.empty((N, M), np.float64)
-    _kernels.product(x, *args(level, variant), out, nthreads=1, variant=variant)
+    prepared(level, variant).product(x, out, 1)
     assert (out[:, 0] == 255 * C).all() and (out[:, 1] == 128 * C).all()
     assert_bits_equal(out, _reference.approx_matmul(x, level, np.float64))
 
@@ -416,11 +409,12 @@ def test_odd_output_columns_all_written(variant, M):
     rng = np.random.default_rng(M)
     N, D, C = 50, 20, 8
     x = rng.standard_normal((N, D)).astype(np.float32)
-    level = random_level(D, M, C, rng, x)
-    level = Level(level.split_dims, level.thresholds, level.luts, np.ones(M), np.full(M, 1.0))
+    level = random_level(D, M, C, rng, x=x)
+    level = modified(level, scale=np.ones(M), offset=np.full(M, 1.0))
+    kernel = prepared(level, variant)
     for odt in DTYPES:
         out = np.zeros((N, M), odt)
-        _kernels.product(x, *args(level, variant), out, nthreads=1, variant=variant)
+        kernel.product(x, out, 1)
         assert (out >= 1).all()
         assert_bits_equal(out, _reference.approx_matmul(x, level, odt))
 
@@ -431,9 +425,9 @@ def test_large_n(variant):
     rng = np.random.default_rng(11)
     N, D, C, M = 200_003, 12, 4, 3
     x = rng.standard_normal((N, D)).astype(np.float32)
-    level = random_level(D, M, C, rng, x)
+    level = random_level(D, M, C, rng, x=x)
     out = np.empty((N, M), np.float32)
-    _kernels.product(x, *args(level, variant), out, nthreads=2, variant=variant)
+    prepared(level, variant).product(x, out, 2)
     assert_bits_equal(out, _reference.approx_matmul(x, level, np.float32))
 
 
@@ -459,7 +453,7 @@ def test_streamed_large_outputs(variant, N, D, C, M, odt):
     rng = np.random.default_rng(M + N)
     x = rng.standard_normal((N, D)).astype(np.float32)
     x[rng.integers(0, N, size=20), rng.integers(0, D, size=20)] = np.nan
-    level = random_level(D, M, C, rng, x)
+    level = random_level(D, M, C, rng, x=x)
     assert N * M * np.dtype(odt).itemsize >= 16 << 20
     item = np.dtype(odt).itemsize
     buf = np.empty(N * M * item + 128, np.uint8)
@@ -467,9 +461,9 @@ def test_streamed_large_outputs(variant, N, D, C, M, odt):
         o = -buf.ctypes.data % 64 + shift
         out = buf[o : o + N * M * item].view(odt).reshape(N, M)
         out[...] = 7
-        flags = product_flags(x, level, out, 2, variant)
-        np.testing.assert_array_equal(flags, want_flags(x, level))
-        assert_bits_equal(out, want_nan_rows(x, level, odt))
+        flags = flagged_product(prepared(level, variant), x, out, 2)
+        np.testing.assert_array_equal(flags, oracle_flags(x, level))
+        assert_bits_equal(out, oracle(x, level, odt)[0])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -485,12 +479,12 @@ def test_streamed_padded_rows(variant, odt, M):
     rng = np.random.default_rng(M)
     x = rng.standard_normal((N, D)).astype(np.float32)
     x[rng.integers(0, N, size=10), rng.integers(0, D, size=10)] = np.inf
-    level = random_level(D, M, C, rng, x)
+    level = random_level(D, M, C, rng, x=x)
     big = np.full((N, width), 7, odt)
     out = big[:, :M]
-    flags = product_flags(x, level, out, 2, variant)
-    np.testing.assert_array_equal(flags, want_flags(x, level))
-    assert_bits_equal(out, want_nan_rows(x, level, odt))
+    flags = flagged_product(prepared(level, variant), x, out, 2)
+    np.testing.assert_array_equal(flags, oracle_flags(x, level))
+    assert_bits_equal(out, oracle(x, level, odt)[0])
     assert (big[:, M:] == 7).all()
 
 
@@ -505,11 +499,11 @@ def test_large_column_major_x(variant, odt):
     x = np.asfortranarray(rng.standard_normal((N, D)).astype(np.float32))
     assert x.nbytes >= 32 << 20
     x[rng.integers(0, N, size=10), rng.integers(0, D, size=10)] = np.nan
-    level = random_level(D, M, C, rng, x)
+    level = random_level(D, M, C, rng, x=x)
     out = np.empty((N, M), odt)
-    flags = product_flags(x, level, out, 2, variant)
-    np.testing.assert_array_equal(flags, want_flags(x, level))
-    assert_bits_equal(out, want_nan_rows(x, level, odt))
+    flags = flagged_product(prepared(level, variant), x, out, 2)
+    np.testing.assert_array_equal(flags, oracle_flags(x, level))
+    assert_bits_equal(out, oracle(x, level, odt)[0])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -517,19 +511,20 @@ def test_thread_counts_identical(variant):
     rng = np.random.default_rng(5)
     N, D, C, M = 5000, 64, 16, 17
     x = random_x(N, D, rng)
-    level = random_level(D, M, C, rng, x)
+    level = random_level(D, M, C, rng, x=x)
     ranged = with_ranges(level, x, rng)
+    kernel, kernel_ranged = prepared(level, variant), prepared(ranged, variant)
     outs = []
     for t in (1, 2, 3):
         out = np.empty((N, M), np.float32)
-        _kernels.product(x, *args(level, variant), out, nthreads=t, variant=variant)
+        kernel.product(x, out, t)
         outs.append(out)
         for xv in (x, np.asfortranarray(x)):
             out = np.empty((N, M), np.float64)
-            flags = product_flags(xv, ranged, out, t, variant)
-            np.testing.assert_array_equal(flags, want_flags(x, ranged))
-            assert_bits_equal(out, want_nan_rows(x, ranged, np.float64))
-        codes = _kernels.encode(x, *args(level, variant), nthreads=t, variant=variant)
+            flags = flagged_product(kernel_ranged, xv, out, t)
+            np.testing.assert_array_equal(flags, oracle_flags(x, ranged))
+            assert_bits_equal(out, oracle(x, ranged, np.float64)[0])
+        codes = kernel.encode(x, t)
         np.testing.assert_array_equal(codes, _reference.encode(x, level.split_dims, level.thresholds))
     for out in outs[1:]:
         assert_bits_equal(out, outs[0])
@@ -543,19 +538,19 @@ def test_concurrent_python_threads():
     for i in range(8):
         N, D, C, M = 3000 + 17 * i, 40, 8 + i, 10 + i
         x = rng.standard_normal((N, D)).astype(np.float32)
-        level = random_level(D, M, C, rng, x)
-        jobs.append((x, level, VARIANTS[i % len(VARIANTS)]))
+        level = random_level(D, M, C, rng, x=x)
+        jobs.append((x, level, prepared(level, VARIANTS[i % len(VARIANTS)])))
     wants = [_reference.approx_matmul(x, level, np.float32) for x, level, _ in jobs]
     barrier = threading.Barrier(4)
 
     def run(i):
-        x, level, variant = jobs[i]
+        x, level, kernel = jobs[i]
         if i < 4:  # the first four start together
             barrier.wait(timeout=60)
         results = []
         for _ in range(5):
             out = np.empty((x.shape[0], level.noutputs), np.float32)
-            _kernels.product(x, *args(level, variant), out, nthreads=2, variant=variant)
+            kernel.product(x, out, 2)
             results.append(out)
         return results
 
@@ -569,66 +564,87 @@ def test_approx_product_uses_kernel_and_falls_back():
     rng = np.random.default_rng(2)
     N, D, C, M = 100, 30, 8, 7
     x = random_x(N, D, rng)
-    level = random_level(D, M, C, rng, x)
+    level = random_level(D, M, C, rng, x=x)
     for lev in (level, with_ranges(level, x, rng)):
         for xdt in DTYPES:
             xv = x.astype(xdt)[::-1]
             for odt in DTYPES:
                 out = np.empty((N, M), odt)
                 flags = _dispatch.approx_product(xv, lev, out, threads=2)
-                want = want_flags(xv, lev)
+                want = oracle_flags(xv, lev)
                 if not want.any():
                     assert flags is None  # no row flagged: no array to inspect
                 else:
                     assert flags.dtype == np.uint8 and flags.shape == (N,)
                     np.testing.assert_array_equal(flags, want)
-                assert_bits_equal(out, want_nan_rows(xv, lev, odt))
+                assert_bits_equal(out, oracle(xv, lev, odt)[0])
         assert ("packed", _kernels.selected_variant()) in lev.cache
         # float16 output: no kernel, the reference computes it
         out16 = np.empty((N, M), np.float16)
         flags = _dispatch.approx_product(x, lev, out16)
-        want = want_flags(x, lev)
+        want = oracle_flags(x, lev)
         assert (flags is None) == (not want.any())
         if flags is not None:
             np.testing.assert_array_equal(flags, want)
-        np.testing.assert_array_equal(out16, want_nan_rows(x, lev, np.float16))
+        np.testing.assert_array_equal(out16, oracle(x, lev, np.float16)[0])
 
 
-def test_bad_arguments_raise():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_bad_arguments_raise(variant):
+    """The validation of PreparedLevel / pack: wrong shapes, dtypes, packed tables,
+    read-only outputs, thread counts, variants, flags arrays."""
     rng = np.random.default_rng(4)
     N, D, C, M = 10, 6, 3, 4
     x = rng.standard_normal((N, D)).astype(np.float32)
-    level = random_level(D, M, C, rng, x)
-    a = args(level, None)
+    level = random_level(D, M, C, rng, x=x)
+    assert level.split_dims.max() >= 2  # so that rows of width 2 are too narrow
+    kernel = prepared(level, variant)
+    a = (level.split_dims, level.thresholds, level.luts, level.scale, level.offset)
     out = np.empty((N, M), np.float32)
     with pytest.raises(ValueError, match="split_dims"):
-        _kernels.product(x[:, :2], *a, np.empty((N, M), np.float32))
+        kernel.product(x[:, :2], np.empty((N, M), np.float32))
     with pytest.raises(ValueError, match="out must have shape"):
-        _kernels.product(x, *a, np.empty((N, M + 1), np.float32))
+        kernel.product(x, np.empty((N, M + 1), np.float32))
     with pytest.raises(ValueError, match="float32 or float64"):
-        _kernels.product(x.astype(np.float16), *a, out)
+        kernel.product(x.astype(np.float16), out)
     with pytest.raises(ValueError, match="float32 or float64"):
-        _kernels.product(x, *a, np.zeros((N, M), np.int32))
+        kernel.product(x, np.zeros((N, M), np.int32))
     with pytest.raises(ValueError, match="packed"):
-        _kernels.product(x, *a[:5], a[5][:-1], out)
+        _kernels.PreparedLevel(*a, pack(level, variant)[:-1], variant)
     with pytest.raises(ValueError, match="read-only"):
         ro = np.empty((N, M), np.float32)
         ro.flags.writeable = False
-        _kernels.product(x, *a, ro)
+        kernel.product(x, ro)
     with pytest.raises(ValueError, match="2-D"):
-        _kernels.product(x[0], *a, out)
+        kernel.product(x[0], out)
     with pytest.raises(ValueError, match="nthreads"):
-        _kernels.product(x, *a, out, nthreads=0)
+        kernel.product(x, out, nthreads=0)
     with pytest.raises(ValueError, match="not available"):
-        _kernels.product(x, *a, out, variant="sse9")
+        _kernels.PreparedLevel(*a, pack(level, variant), "sse9")
+    with pytest.raises(ValueError, match="not available"):
+        _kernels.pack(*a, "sse9")
     with pytest.raises(TypeError):
-        _kernels.product(list(x), *a, out)
+        kernel.product(list(x), out)
     with pytest.raises(ValueError, match="flags"):
-        _kernels.product(x, *a, out, flags=np.empty(N + 1, np.uint8))
+        kernel.product(x, out, flags=np.empty(N + 1, np.uint8))
     with pytest.raises(ValueError, match="flags"):
-        _kernels.product(x, *a, out, flags=np.empty(N, np.int8))
+        kernel.product(x, out, flags=np.empty(N, np.int8))
     with pytest.raises(ValueError, match="together"):
-        _kernels.pack(*a[:5], split_low=np.zeros((C, 4), np.float32))
+        _kernels.pack(*a, variant, split_low=np.zeros((C, 4), np.float32))
+    # the encoder alone checks the same rows
+    with pytest.raises(ValueError, match="split_dims"):
+        kernel.encode(x[:, :2])
+    with pytest.raises(ValueError, match="float32 or float64"):
+        kernel.encode(x.astype(np.float16))
+    with pytest.raises(ValueError, match="nthreads"):
+        kernel.encode(x, 0)
+    with pytest.raises(TypeError):
+        kernel.encode(list(x))
+    # negative split columns are rejected when the level is prepared
+    dims = level.split_dims.copy()
+    dims[1, 2] = -1
+    with pytest.raises(ValueError, match="split_dims must be >= 0"):
+        _kernels.PreparedLevel(dims, *a[1:], pack(level, variant), variant)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -649,117 +665,132 @@ def test_huge_row_stride(variant):
     big = np.zeros(step * (N - 1) + D, dtype=np.float32)
     x = np.lib.stride_tricks.as_strided(big, shape=(N, D), strides=(4 * step, 4))
     x[...] = rng.standard_normal((N, D))
-    level = random_level(D, M, C, rng, x)
+    level = random_level(D, M, C, rng, x=x)
     out = np.empty((N, M), np.float64)
-    _kernels.product(x, *args(level, variant), out, nthreads=1, variant=variant)
+    prepared(level, variant).product(x, out, 1)
     assert_bits_equal(out, _reference.approx_matmul(np.array(x), level, np.float64))
 
 
-def test_product_counts_flagged_rows():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_product_counts_flagged_rows(variant):
     rng = np.random.default_rng(8)
     N, D, C, M = 40, 9, 3, 5
     x = random_x(N, D, rng)
-    level = with_ranges(random_level(D, M, C, rng, x), x, rng)
-    for variant in VARIANTS:
-        out = np.empty((N, M))
-        flags = np.empty(N, np.uint8)
-        got = _kernels.product(x, *args(level, variant), out, nthreads=1, variant=variant,
-                               flags=flags)
-        assert got == np.count_nonzero(want_flags(x, level))
-        assert _kernels.product(x, *args(level, variant), out, nthreads=1,
-                                variant=variant) == 0
+    level = with_ranges(random_level(D, M, C, rng, x=x), x, rng)
+    kernel = prepared(level, variant)
+    out = np.empty((N, M))
+    flags = np.empty(N, np.uint8)
+    got = kernel.product(x, out, 1, flags)
+    assert got == np.count_nonzero(oracle_flags(x, level)) > 0
+    assert kernel.product(x, out, 1) == 0
 
 
 def test_aligned_bytes():
-    """Packed tables and large results start on a 64-byte boundary."""
+    """Large results start on a 64-byte boundary."""
     for n in (0, 1, 63, 64, 100_003):
         a = _kernels.aligned_bytes(n)
         assert a.dtype == np.uint8 and a.shape == (n,)
         assert n == 0 or a.ctypes.data % 64 == 0  # an empty view has no data to align
         assert a.flags.writeable and a.flags.c_contiguous
-    rng = np.random.default_rng(5)
-    level = random_level(40, 100, 8, rng)
-    for variant in VARIANTS:
-        assert args(level, variant)[-1].ctypes.data % 64 == 0
     with pytest.raises(ValueError, match="nbytes must be >= 0"):
         _kernels.aligned_bytes(-1)
 
 
-def test_prepared_level_matches_product():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_packed_tables_aligned(variant):
+    """Packed tables start on a 64-byte boundary, read-only, of packed_bytes bytes."""
+    level = random_level(40, 100, 8, np.random.default_rng(5))
+    packed = pack(level, variant)
+    assert packed.ctypes.data % 64 == 0 and not packed.flags.writeable
+    assert packed.shape == (_kernels.packed_bytes(8, 100, variant),)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_prepared_level_calls_agree(variant):
+    """product with and without flags and checked_product give the same outputs, the same
+    flags and the same count, at every thread count, and match the reference."""
     rng = np.random.default_rng(9)
     N, D, C, M = 37, 11, 5, 6
     x = random_x(N, D, rng)
-    level = with_ranges(random_level(D, M, C, rng, x), x, rng)
-    for variant in VARIANTS:
-        a = level_args = args(level, variant)
-        prepared = _kernels.PreparedLevel(*level_args, variant)
-        for threads in (1, 2):
-            out1, out2 = np.empty((N, M)), np.empty((N, M))
-            fl1, fl2 = np.empty(N, np.uint8), np.empty(N, np.uint8)
-            n1 = _kernels.product(x, *a, out1, nthreads=threads, variant=variant, flags=fl1)
-            n2 = prepared.product(x, out2, threads, fl2)
-            assert n1 == n2
-            assert_bits_equal(out1, out2)
-            np.testing.assert_array_equal(fl1, fl2)
-        with pytest.raises(ValueError, match="split_dims must lie in"):
-            prepared.product(x[:, :int(level.split_dims.max())], np.empty((N, M)), 1)
-        with pytest.raises(ValueError, match="out must have shape"):
-            prepared.product(x, np.empty((N, M + 1)), 1)
+    level = with_ranges(random_level(D, M, C, rng, x=x), x, rng)
+    kernel = prepared(level, variant)
+    want, want_flags = oracle(x, level, np.float64)
+    plain = _reference.approx_matmul(x, level, np.float64)
+    for threads in (1, 2):
+        out1, out2, out3 = np.empty((N, M)), np.empty((N, M)), np.empty((N, M))
+        fl1 = np.empty(N, np.uint8)
+        n1 = kernel.product(x, out1, threads, fl1)
+        assert kernel.product(x, out2, threads) == 0
+        fl3 = kernel.checked_product(x, out3, threads)
+        assert n1 == np.count_nonzero(want_flags) > 0
+        np.testing.assert_array_equal(fl1, want_flags)
+        np.testing.assert_array_equal(fl3, want_flags)
+        assert_bits_equal(out1, want)
+        assert_bits_equal(out3, want)
+        assert_bits_equal(out2, plain)  # no flags: non-finite rows as the reference has them
+    with pytest.raises(ValueError, match="split_dims must lie in"):
+        kernel.product(x[:, :int(level.split_dims.max())], np.empty((N, M)), 1)
+    with pytest.raises(ValueError, match="out must have shape"):
+        kernel.product(x, np.empty((N, M + 1)), 1)
 
 
 @pytest.mark.parametrize("N", [0, 1, 33, 1024, 1025, 3000])
-def test_checked_product(N):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_checked_product(variant, N):
     """PreparedLevel.checked_product: None when no row is flagged (flags kept on the stack
     up to 1024 rows), else the same flags as product(); same outputs either way."""
     rng = np.random.default_rng(N)
     D, C, M = 20, 6, 9
     x = rng.standard_normal((N, D)).astype(np.float32)
-    level = with_ranges(random_level(D, M, C, rng, x), x, rng)
-    level = Level(level.split_dims, level.thresholds, level.luts, level.scale, level.offset,
-                  split_low=np.full((C, 4), -np.inf, np.float32),
-                  split_high=np.full((C, 4), np.inf, np.float32))
-    for variant in VARIANTS:
-        prepared = _kernels.PreparedLevel(*args(level, variant), variant)
-        out = np.empty((N, M), np.float32)
-        assert prepared.checked_product(x, out, 2) is None
-        assert_bits_equal(out, _reference.approx_matmul(x, level, np.float32))
-        if N == 0:
-            continue
-        xb = x.copy()
-        xb[N // 2, D - 1] = np.nan
-        want_out = np.empty((N, M), np.float32)
-        want_fl = np.empty(N, np.uint8)
-        assert prepared.product(xb, want_out, 1, want_fl) == 1
-        got = prepared.checked_product(xb, out, 1)
-        assert got.dtype == np.uint8 and got.shape == (N,)
-        np.testing.assert_array_equal(got, want_fl)
-        assert_bits_equal(out, want_out)
-        with pytest.raises(ValueError, match="out must have shape"):
-            prepared.checked_product(x, np.empty((N + 1, M), np.float32), 1)
-        with pytest.raises(TypeError, match="x must be a numpy array"):
-            prepared.checked_product(list(x), out, 1)
+    level = with_bounds(random_level(D, M, C, rng, x=x), -np.inf, np.inf)
+    kernel = prepared(level, variant)
+    out = np.empty((N, M), np.float32)
+    assert kernel.checked_product(x, out, 2) is None
+    assert_bits_equal(out, _reference.approx_matmul(x, level, np.float32))
+    if N == 0:
+        return
+    xb = x.copy()
+    xb[N // 2, D - 1] = np.nan
+    want_out = np.empty((N, M), np.float32)
+    want_fl = np.empty(N, np.uint8)
+    assert kernel.product(xb, want_out, 1, want_fl) == 1
+    got = kernel.checked_product(xb, out, 1)
+    assert got.dtype == np.uint8 and got.shape == (N,)
+    np.testing.assert_array_equal(got, want_fl)
+    assert_bits_equal(out, want_out)
+    with pytest.raises(ValueError, match="out must have shape"):
+        kernel.checked_product(x, np.empty((N + 1, M), np.float32), 1)
+    with pytest.raises(TypeError, match="x must be a numpy array"):
+        kernel.checked_product(list(x), out, 1)
 
 
-def test_byte_swapped_and_read_only_arrays_rejected():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_byte_swapped_and_read_only_arrays_rejected(variant):
     """The C-API checks of the bindings: non-native byte order is not float32/float64
     for the kernels; read-only out or flags raise."""
     rng = np.random.default_rng(3)
     N, D, C, M = 5, 8, 2, 3
     x = rng.standard_normal((N, D)).astype(np.float32)
-    level = random_level(D, M, C, rng, x)
-    a = args(level, None)
+    level = random_level(D, M, C, rng, x=x)
+    kernel = prepared(level, variant)
     out = np.empty((N, M), np.float32)
     with pytest.raises(ValueError, match="x must be float32 or float64"):
-        _kernels.product(x.astype(">f4"), *a, out, 1)
+        kernel.product(x.astype(">f4"), out, 1)
+    with pytest.raises(ValueError, match="x must be float32 or float64"):
+        kernel.checked_product(x.astype(">f4"), out, 1)
+    with pytest.raises(ValueError, match="x must be float32 or float64"):
+        kernel.encode(x.astype(">f4"))
     with pytest.raises(ValueError, match="out must be float32 or float64"):
-        _kernels.product(x, *a, np.empty((N, M), ">f8"), 1)
+        kernel.product(x, np.empty((N, M), ">f8"), 1)
     ro = np.empty((N, M), np.float32)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="out is read-only"):
-        _kernels.product(x, *a, ro, 1)
+        kernel.product(x, ro, 1)
+    with pytest.raises(ValueError, match="out is read-only"):
+        kernel.checked_product(x, ro, 1)
     fl = np.empty(N, np.uint8)
     fl.flags.writeable = False
     with pytest.raises(ValueError, match="flags is read-only"):
-        _kernels.product(x, *a, out, 1, flags=fl)
+        kernel.product(x, out, 1, flags=fl)
     with pytest.raises(ValueError, match="flags must be a C-contiguous uint8"):
-        _kernels.product(x, *a, out, 1, flags=np.empty(2 * N, np.uint8)[::2])
+        kernel.product(x, out, 1, flags=np.empty(2 * N, np.uint8)[::2])

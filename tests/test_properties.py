@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import approxmat as am
-from approxmat import _reference
-from approxmat._level import Level
+from approxmat import _reference, _testing
 
 D, M = 13, 5
 
@@ -22,35 +21,16 @@ def no_drift_warnings():
     with am.config(drift_fraction=None):
         yield
 
-VALUE_KINDS = {
-    "normal": lambda rng, shape: rng.standard_normal(shape),
-    "tiny": lambda rng, shape: rng.standard_normal(shape) * 1e-40,
-    "subnormal": lambda rng, shape: rng.standard_normal(shape) * 1e-310,
-    "huge": lambda rng, shape: rng.standard_normal(shape) * 1e30,
-    "constant": lambda rng, shape: np.full(shape, 0.5),
-    "integers": lambda rng, shape: rng.integers(-3, 4, size=shape).astype(float),
-    "with_nonfinite": lambda rng, shape: np.where(
-        rng.random(shape) < 0.05, rng.choice([np.nan, np.inf, -np.inf], size=shape),
-        rng.standard_normal(shape)
-    ),
-}
+VALUE_KINDS = list(_testing.VALUE_KINDS)
 
 
 def make_W(seed, weights_dtype=np.float64):
+    """A fitted matrix of one random level (1..8 codebooks, ranges [-2, 2])."""
     rng = np.random.default_rng(seed)
     C = int(rng.integers(1, 9))
     weights = rng.standard_normal((D, M)).astype(weights_dtype)
-    low = np.full((C, 4), -2.0, np.float32)
-    level = Level(
-        rng.integers(0, D, size=(C, 4)).astype(np.int32),
-        (rng.standard_normal((C, 15)) * 0.7).astype(np.float32),
-        rng.integers(0, 256, size=(C, 16, M), dtype=np.uint8),
-        rng.uniform(1e-3, 1.0, size=M),
-        rng.standard_normal(M),
-        error=0.1,
-        split_low=low,
-        split_high=-low,
-    )
+    level = _testing.random_level(D, M, C, rng, saturated=0.0, offset_scale=1.0,
+                                  scale_range=(1e-3, 1.0), ranges=(-2.0, 2.0))
     return am.ApproxMatrix(weights)._with_levels([level]), level
 
 
@@ -74,13 +54,13 @@ def left_operands(draw):
     rng = np.random.default_rng(seed)
     lead = draw(st.sampled_from([(), (0,), (1,), (2,), (31,), (33,), (2, 3), (3, 0)]))
     dtype = draw(st.sampled_from([np.float16, np.float32, np.float64, np.int8, np.int32, bool]))
-    kind = draw(st.sampled_from(sorted(VALUE_KINDS)))
+    kind = draw(st.sampled_from(VALUE_KINDS))
     order = draw(st.sampled_from(["C", "F"]))
     step = draw(st.sampled_from([1, 2, -1, -3]))
     col_step = draw(st.sampled_from([1, -1, 2]))
     # Build a larger array and take a strided view of shape lead + (D,).
     big_lead = tuple(n * abs(step) for n in lead)
-    base = VALUE_KINDS[kind](rng, big_lead + (D * abs(col_step),))
+    base = _testing.random_values(big_lead + (D * abs(col_step),), rng, kind)
     with np.errstate(all="ignore"):
         base = np.asarray(base).astype(dtype)
     base = np.asarray(base, order=order)
@@ -152,12 +132,8 @@ def test_out_buffers(operand, wseed, out_kind):
 def test_in_place_square_product(seed, n):
     rng = np.random.default_rng(seed)
     C = int(rng.integers(1, 6))
-    level = Level(
-        rng.integers(0, D, size=(C, 4)).astype(np.int32),
-        rng.standard_normal((C, 15)).astype(np.float32),
-        rng.integers(0, 256, size=(C, 16, D), dtype=np.uint8),
-        rng.uniform(0.01, 1, D), rng.standard_normal(D), error=0.1,
-    )
+    level = _testing.random_level(D, D, C, rng, saturated=0.0, offset_scale=1.0,
+                                  scale_range=(0.01, 1.0))
     W = am.ApproxMatrix(rng.standard_normal((D, D)))._with_levels([level])
     x = rng.standard_normal((n, D))
     expected = _reference.approx_matmul(x, level, np.float64)

@@ -9,7 +9,7 @@ import pytest
 
 import approxmat as am
 
-#: Seconds the 8-thread soak runs (the issue asks for 10; override for quick local runs).
+#: Seconds the 8-thread soak runs (10 by default; override for quick local runs).
 SOAK_SECONDS = float(os.environ.get("APPROXMAT_SOAK_SECONDS", "10"))
 
 
