@@ -36,7 +36,6 @@ cdef extern from "am_kernels.h":
         int is_f64
     ctypedef struct am_kernels:
         const char *name
-        int vector_bytes
         size_t (*packed_bytes)(int C, int M) noexcept nogil
         void (*pack)(const am_level_view *lv, uint8_t *dst) noexcept nogil
         int (*encode)(const am_level_view *lv, const am_matrix *x, uint8_t *codes,
@@ -76,12 +75,6 @@ def supported_variants():
 def selected_variant():
     """Name of the variant used by default ("portable", "avx2" or "avx512")."""
     return _selected.name.decode()
-
-
-def variant_vector_bytes(str name):
-    """Vector width in bytes of the named variant's inner loops."""
-    cdef const am_kernels *table = _table(name)
-    return table.vector_bytes
 
 
 cdef const am_kernels *_table(str name) except NULL:
@@ -188,18 +181,6 @@ cdef uint8_t *_flags_buffer(object flags, Py_ssize_t rows) except? NULL:
     return <uint8_t *>cnp.PyArray_DATA(flags)
 
 
-cdef int _check_splits(const am_level_view *lv, Py_ssize_t D) except -1:
-    cdef Py_ssize_t i
-    cdef int32_t v
-    for i in range(4 * lv.C):
-        v = lv.split_dims[i]
-        if v < 0 or v >= D:
-            raise ValueError(
-                f"split_dims must lie in [0, {D}) for rows of width {D}; found {v}"
-            )
-    return 0
-
-
 def packed_bytes(int C, int M, str variant=None):
     """Bytes of the packed form of a level (C codebooks, M outputs) for a variant."""
     cdef const am_kernels *table = _table(variant)
@@ -227,7 +208,7 @@ def pack(split_dims, thresholds, luts, scale, offset, str variant=None, split_lo
 
     Computed once per level and variant; pass it to :class:`PreparedLevel`.
     ``split_low`` / ``split_high`` (float32 (C, 4), both or neither): calibration ranges
-    of the split columns, used by :func:`product`'s out-of-range flags.
+    of the split columns, used by :meth:`PreparedLevel.product`'s out-of-range flags.
     """
     cdef const am_kernels *table = _table(variant)
     cdef am_level_view lv
@@ -248,56 +229,11 @@ def pack(split_dims, thresholds, luts, scale, offset, str variant=None, split_lo
     return packed
 
 
-def encode(x, split_dims, thresholds, luts, scale, offset, packed, int nthreads=1,
-           str variant=None):
-    """Codes (N, C) uint8 of the rows of ``x`` (float32/float64, any strides)."""
-    cdef const am_kernels *table = _table(variant)
-    cdef am_level_view lv
-    cdef am_matrix xm
-    _level_view(&lv, split_dims, thresholds, luts, scale, offset)
-    _use_packed(&lv, table, packed)
-    _matrix(&xm, x, "x", False)
-    _check_splits(&lv, xm.cols)
-    cdef cnp.ndarray codes = np.empty((xm.rows, lv.C), dtype=np.uint8)
-    cdef uint8_t *dst = <uint8_t *>cnp.PyArray_DATA(codes)
-    cdef int status = 0
-    if nthreads < 1:
-        raise ValueError(f"nthreads must be >= 1, got {nthreads}")
-    if xm.rows > 0:
-        with nogil:
-            status = table.encode(&lv, &xm, dst, nthreads)
-    if status != 0:
-        raise MemoryError("approxmat kernel could not allocate its scratch memory")
-    return codes
-
-
-def product(x, split_dims, thresholds, luts, scale, offset, packed, out, int nthreads=1,
-            str variant=None, flags=None):
-    """Write the approximate product of rows ``x`` into ``out`` (N, M).
-
-    Returns the number of rows with a nonzero flag (0 when ``flags`` is None).
-
-    ``x``: float32/float64 (N, D), any strides. ``out``: float32/float64 (N, M), any
-    strides, writeable, not overlapping ``x``. The GIL is released while computing.
-
-    ``flags``: None (pure product), or a writeable C-contiguous uint8 array of shape
-    (N,) that receives the row flags: bit 0 when the row of ``x`` has a NaN or +-inf in
-    any column (its output row is then all NaN), bit 1 when the row is finite and a split
-    column lies outside the calibration range packed with the level.
-    """
-    cdef const am_kernels *table = _table(variant)
-    cdef am_level_view lv
-    _level_view(&lv, split_dims, thresholds, luts, scale, offset)
-    _use_packed(&lv, table, packed)
-    return _run(table, &lv, x, out, nthreads, flags, -1)
-
-
 cdef Py_ssize_t _run(const am_kernels *table, am_level_view *lv, object x, object out,
                      int nthreads, object flags, Py_ssize_t max_split) except -1:
     """Validate the call's arrays, run the kernel without the GIL, count flagged rows.
 
-    ``max_split``: the largest split column of the level when already known (then
-    the rows only need to be wider than it), or -1 to check every split column.
+    ``max_split``: the largest split column of the level (the rows must be wider).
     """
     cdef am_matrix xm, om
     _validate(lv, &xm, &om, x, out, nthreads, max_split)
@@ -312,9 +248,7 @@ cdef int _validate(am_level_view *lv, am_matrix *xm, am_matrix *om, object x, ob
     """Fill the matrix views of x and out, checking them against the level."""
     _matrix(xm, x, "x", False)
     _matrix(om, out, "out", True)
-    if max_split < 0:
-        _check_splits(lv, xm.cols)
-    elif max_split >= xm.cols:
+    if max_split >= xm.cols:
         raise ValueError(
             f"split_dims must lie in [0, {xm.cols}) for rows of width {xm.cols}; "
             f"found {max_split}"
@@ -348,8 +282,8 @@ cdef class PreparedLevel:
 
     ``PreparedLevel(split_dims, thresholds, luts, scale, offset, packed, variant)``
     checks and keeps the arrays (which must stay unchanged: Level freezes them);
-    :meth:`product` then only validates the call's own arrays. Same results as
-    :func:`product`.
+    :meth:`product` (and :meth:`checked_product`, :meth:`encode`) then only validate
+    the call's own arrays. The one way into the kernels.
     """
     cdef am_level_view lv
     cdef const am_kernels *table
@@ -394,7 +328,18 @@ cdef class PreparedLevel:
         return codes
 
     def product(self, x, out, int nthreads=1, flags=None):
-        """As :func:`product` with this level: returns the number of flagged rows."""
+        """Write the approximate product of rows ``x`` into ``out`` (N, M).
+
+        Returns the number of rows with a nonzero flag (0 when ``flags`` is None).
+
+        ``x``: float32/float64 (N, D), any strides. ``out``: float32/float64 (N, M), any
+        strides, writeable, not overlapping ``x``. The GIL is released while computing.
+
+        ``flags``: None (pure product), or a writeable C-contiguous uint8 array of shape
+        (N,) that receives the row flags: bit 0 when the row of ``x`` has a NaN or +-inf
+        in any column (its output row is then all NaN), bit 1 when the row is finite and
+        a split column lies outside the calibration range packed with the level.
+        """
         return _run(self.table, &self.lv, x, out, nthreads, flags, self.max_split)
 
     def checked_product(self, x, out, int nthreads):

@@ -203,7 +203,7 @@ def test_variant_selection_api():
     forced = os.environ.get("APPROXMAT_FORCE_ISA")
     assert _kernels.selected_variant() == (forced or variants[-1])
     with pytest.raises(ValueError, match="kernel variant 'sse9' is not available"):
-        _kernels.variant_vector_bytes("sse9")
+        _kernels.packed_bytes(1, 1, "sse9")
 
 
 @pytest.mark.parametrize("variant", _kernels.supported_variants())

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from approxmat import _dispatch, _kernels, _reference
+from approxmat import _backend, _kernels, _reference
 from approxmat._testing import (
     DTYPES,
     LAYOUTS,
@@ -560,7 +560,7 @@ def test_concurrent_python_threads():
                 assert_bits_equal(out, want)
 
 
-def test_approx_product_uses_kernel_and_falls_back():
+def test_backend_product_uses_kernel_and_falls_back():
     rng = np.random.default_rng(2)
     N, D, C, M = 100, 30, 8, 7
     x = random_x(N, D, rng)
@@ -570,7 +570,7 @@ def test_approx_product_uses_kernel_and_falls_back():
             xv = x.astype(xdt)[::-1]
             for odt in DTYPES:
                 out = np.empty((N, M), odt)
-                flags = _dispatch.approx_product(xv, lev, out, threads=2)
+                flags = _backend.product(xv, lev, out, threads=2)
                 want = oracle_flags(xv, lev)
                 if not want.any():
                     assert flags is None  # no row flagged: no array to inspect
@@ -581,7 +581,7 @@ def test_approx_product_uses_kernel_and_falls_back():
         assert ("packed", _kernels.selected_variant()) in lev.cache
         # float16 output: no kernel, the reference computes it
         out16 = np.empty((N, M), np.float16)
-        flags = _dispatch.approx_product(x, lev, out16)
+        flags = _backend.product(x, lev, out16)
         want = oracle_flags(x, lev)
         assert (flags is None) == (not want.any())
         if flags is not None:

@@ -42,8 +42,6 @@ typedef struct am_matrix {
 typedef struct am_kernels {
     /* Variant name: "portable", "avx2" or "avx512". */
     const char *name;
-    /* Output columns processed together by the variant's inner loop (diagnostics). */
-    int vector_bytes;
     /* Bytes of the packed form of a level with C codebooks and M outputs. */
     size_t (*packed_bytes)(int C, int M);
     /* Fill lv->packed-to-be `dst` (packed_bytes(C, M) bytes) from the other fields. */

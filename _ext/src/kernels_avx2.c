@@ -487,7 +487,6 @@ static int avx2_product(const am_level_view *view, const am_matrix *x, am_matrix
 
 const am_kernels am_kernels_avx2 = {
     .name = "avx2",
-    .vector_bytes = 32,
     .packed_bytes = avx2_packed_bytes,
     .pack = avx2_pack,
     .encode = avx2_encode,

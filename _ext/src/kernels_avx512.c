@@ -476,7 +476,6 @@ static int avx512_product(const am_level_view *view, const am_matrix *x, am_matr
 
 const am_kernels am_kernels_avx512 = {
     .name = "avx512",
-    .vector_bytes = 64,
     .packed_bytes = avx512_packed_bytes,
     .pack = avx512_pack,
     .encode = avx512_encode,

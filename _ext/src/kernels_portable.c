@@ -71,7 +71,6 @@ static int portable_product(const am_level_view *view, const am_matrix *x, am_ma
 
 const am_kernels am_kernels_portable = {
     .name = "portable",
-    .vector_bytes = 16,
     .packed_bytes = portable_packed_bytes,
     .pack = portable_pack,
     .encode = portable_encode,
