@@ -143,16 +143,26 @@ def prepared_level(level, variant=None):
     return prepared
 
 
-def kernel_entry(level, variant=None):
+def kernel_entry(level, check_finite=True, variant=None):
     """The kernel entry of a level: ``entry(x2d, out2d, nthreads) -> flags or None``.
 
-    The bound ``checked_product`` of the level's :func:`prepared_level`; the call-time
-    fast path keeps it to skip the lookups of :func:`product`.
+    With ``check_finite`` the bound ``checked_product`` of the level's
+    :func:`prepared_level`, which also computes the row flags; without, the pure
+    product (no NaN/inf or range scan), which returns None. The call-time fast path
+    keeps it to skip the lookups of :func:`product`.
     """
-    return prepared_level(level, variant).checked_product
+    prepared = prepared_level(level, variant)
+    if check_finite:
+        return prepared.checked_product
+    pure = prepared.product
+
+    def unchecked(x2d, out2d, nthreads):
+        pure(x2d, out2d, nthreads)
+
+    return unchecked
 
 
-def product(x2d, level, out2d, threads=None):
+def product(x2d, level, out2d, threads=None, check_finite=True):
     """Write the approximate product of rows ``x2d`` into ``out2d``; return the row flags.
 
     Parameters
@@ -163,11 +173,15 @@ def product(x2d, level, out2d, threads=None):
         overlapping ``x2d``
     threads : int or None
         Requested threads (see :func:`kernel_threads`).
+    check_finite : bool
+        Compute the row flags (and NaN output rows). ``False``: the pure product,
+        rows with NaN or inf give unspecified finite values, and None is returned.
 
     Returns
     -------
     flags : ndarray of uint8, shape (N,), or None
-        None when no row is flagged (the common case, checked without a NumPy call).
+        None when no row is flagged (the common case, checked without a NumPy call)
+        or when ``check_finite`` is false.
         Otherwise bit 0 (``FLAG_NONFINITE``): the row of ``x2d`` has a NaN or +-inf in some
         column; its output row is all NaN. Bit 1 (``FLAG_OUT_OF_RANGE``): the row is
         finite and some split column lies outside the level's calibration range
@@ -189,9 +203,14 @@ def product(x2d, level, out2d, threads=None):
     """
     nthreads = kernel_threads(threads)
     if x2d.dtype in KERNEL_DTYPES and out2d.dtype in KERNEL_DTYPES:
-        return prepared_level(level).checked_product(x2d, out2d, nthreads)
+        if check_finite:
+            return prepared_level(level).checked_product(x2d, out2d, nthreads)
+        prepared_level(level).product(x2d, out2d, nthreads)
+        return None
     # No kernel for this dtype combination: the (single-threaded) NumPy reference.
     out2d[...] = _reference.approx_matmul(x2d, level, out2d.dtype)
+    if not check_finite:
+        return None
     nonfinite, out_of_range = _reference.row_flags(x2d, level)
     out2d[nonfinite] = np.nan
     flags = nonfinite.astype(np.uint8) | (out_of_range.astype(np.uint8) << 1)

@@ -77,9 +77,11 @@ class CallReport:
         Whether the exact product was returned although an approximation was
         computed (verification failed with ``on_violation="exact"``).
     rows_out_of_range : int
-        Rows with a split column outside the range seen at fit time.
+        Rows with a split column outside the range seen at fit time (not counted,
+        0, with ``config(check_finite=False)``).
     rows_nonfinite : int
-        Rows containing NaN or inf (their output row is NaN).
+        Rows containing NaN or inf (their output row is NaN; not counted, 0, with
+        ``config(check_finite=False)``).
     reason : str
         Why the call was exact or approximate, in words.
     """

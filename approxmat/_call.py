@@ -16,7 +16,8 @@ ask for the exact product instead. Every call leaves a report for
 
 The common call, a 2-D float ``x`` with no keyword but ``out``, takes
 :meth:`Product.fast`, which caches the level, result dtype and kernel entry per
-tolerance and dtype so that one-row products cost little more than NumPy's.
+tolerance, dtype and ``check_finite`` so that one-row products cost little more than
+NumPy's.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class Product:
         self.weights = weights
         self.levels = tuple(levels)
         self._choice = {}  # tolerance -> level chosen for it (None: exact)
-        self._fast = {}  # (tolerance, x dtype) -> (level, result dtype, kernel entry)
+        self._fast = {}  # (tolerance, x dtype, check_finite) -> (level, result, kernel entry)
         self._weights64 = None  # float64 weights, made by the first verified call
         self._warned = set()  # one-time warnings already given
 
@@ -131,14 +132,15 @@ class Product:
         config = _current_config()
         if config.verify is not None:
             return None
-        key = (config.tolerance, x.dtype)
+        key = (config.tolerance, x.dtype, config.check_finite)
         entry = self._fast.get(key)
         if entry is None:
             level, _ = self.decide(x, None, config)
             result = result_dtype(x.dtype, self.weights.dtype)
             if level is None or x.dtype not in _KERNEL_DTYPES or result not in _KERNEL_DTYPES:
                 return None
-            entry = self._fast[key] = (level, result, _backend.kernel_entry(level))
+            kernel = _backend.kernel_entry(level, config.check_finite)
+            entry = self._fast[key] = (level, result, kernel)
         level, result, kernel = entry
         nrows, width = x.shape
         D, M = self.weights.shape
@@ -278,7 +280,7 @@ class Product:
         else:
             y2d = _backend.empty_output(x2d.shape[0], M, compute)
         # The kernels write NaN rows for rows of x with NaN/inf (like NumPy) and flag them.
-        flags = _backend.product(x2d, level, y2d, config.threads)
+        flags = _backend.product(x2d, level, y2d, config.threads, config.check_finite)
         if _budget.account(self, x2d, y2d, level, config, flags):
             return self.exact(x, kwargs, out, name)
         if direct:

@@ -50,6 +50,15 @@ class Config:
         this fraction of a call's rows has a split column outside the range
         seen at fit time (widened by 10 % of its width on each side). Default 0.05; ``None`` disables the warning (rows are
         still counted in :func:`approxmat.last_call`).
+    check_finite : bool
+        ``True`` (default): approximate calls scan their rows for NaN and
+        infinity (such rows give NaN output rows, as NumPy's product does) and
+        for split columns outside the calibrated range (the drift warning).
+        ``False`` skips both scans, SciPy's convention for callers who know
+        their inputs are finite: rows with NaN or infinity then give
+        unspecified finite values, no drift is counted or warned about, and a
+        column-major call reads only the columns its codes need. Exact products
+        are unaffected.
     """
 
     tolerance: float | None = None
@@ -57,6 +66,7 @@ class Config:
     verify: int | float | None = None
     on_violation: str = "exact"
     drift_fraction: float | None = 0.05
+    check_finite: bool = True
 
 
 def _check_tolerance(value):
@@ -136,12 +146,19 @@ def _check_drift_fraction(value):
     return value
 
 
+def _check_finite_flag(value):
+    if type(value).__name__ not in ("bool", "bool_"):  # Python's or NumPy's booleans only
+        raise TypeError(f"check_finite must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 _VALIDATORS = {
     "tolerance": _check_tolerance,
     "threads": _check_threads,
     "verify": _check_verify,
     "on_violation": _check_on_violation,
     "drift_fraction": _check_drift_fraction,
+    "check_finite": _check_finite_flag,
 }
 _current = contextvars.ContextVar("approxmat_config", default=Config())
 
@@ -170,7 +187,7 @@ def get_config() -> Config:
     >>> import approxmat as am
     >>> am.get_config()  # doctest: +NORMALIZE_WHITESPACE
     Config(tolerance=None, threads=None, verify=None, on_violation='exact',
-           drift_fraction=0.05)
+           drift_fraction=0.05, check_finite=True)
     """
     return _current.get()
 
