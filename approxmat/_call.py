@@ -22,6 +22,8 @@ NumPy's.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _backend, _budget
@@ -41,6 +43,7 @@ _SMALL_OUTPUT_BYTES = _backend.ALIGNED_OUTPUT_MIN_BYTES
 _RESULT_DTYPES = {}
 _nan = float("nan")
 _current_config = get_config
+_MATMUL = np.matmul
 
 
 def choose_level(levels, tolerance):
@@ -120,28 +123,33 @@ class Product:
 
     # ------------------------------------------------------------ the fast path
     def fast(self, x, out=None):
-        """``x @ W`` for a 2-D float ndarray without verification, or None.
+        """``x @ W`` for a 2-D ndarray ``x``, or None when the general path must decide.
 
         The same product as :meth:`__call__`, specialised so that small calls cost
-        little more than NumPy's. Returns None whenever the general path must decide
-        (not fitted, verification on, an ``out=`` that is not a plain C-contiguous
-        buffer of the result dtype, a width mismatch...).
+        little more than NumPy's: the decision per tolerance, dtype and
+        ``check_finite`` is cached. Exact products (not fitted, ``tolerance=0``, no
+        qualifying level, non-float results) go straight to NumPy; approximate ones
+        take the kernel when ``x`` is float32/float64, verification is off, and any
+        ``out=`` is a plain C-contiguous buffer of the result dtype.
         """
-        if not self.levels:
-            return None
         config = _current_config()
-        if config.verify is not None:
-            return None
         key = (config.tolerance, x.dtype, config.check_finite)
         entry = self._fast.get(key)
         if entry is None:
-            level, _ = self.decide(x, None, config)
-            result = result_dtype(x.dtype, self.weights.dtype)
-            if level is None or x.dtype not in _KERNEL_DTYPES or result not in _KERNEL_DTYPES:
-                return None
-            kernel = _backend.kernel_entry(level, config.check_finite)
-            entry = self._fast[key] = (level, result, kernel)
+            entry = self._fast[key] = self._fast_entry(x, config)
         level, result, kernel = entry
+        if level is None:
+            if kernel is None:
+                return None  # approximated, but not by the fast path
+            if out is not None and not (type(out) is tuple and len(out) == 1
+                                        and type(out[0]) is np.ndarray):
+                return None
+            _budget.record(None, x.shape[0], reason=result)
+            if out is None:
+                return _MATMUL(x, self.weights)
+            return _MATMUL(x, self.weights, out=out)
+        if config.verify is not None:
+            return None
         nrows, width = x.shape
         D, M = self.weights.shape
         if width != D:
@@ -171,6 +179,21 @@ class Product:
         else:
             _budget.record(level.ncodebooks, nrows, 0, _nan, _nan, False, 0, 0)
         return out
+
+    def _fast_entry(self, x, config):
+        """What :meth:`fast` does for rows of this dtype under these settings.
+
+        ``(level, result dtype, kernel entry)`` for the kernel; ``(None, reason,
+        True)`` for the exact product; ``(None, None, None)`` to leave the call to
+        the general path.
+        """
+        level, reason = self.decide(x, None, config)
+        if level is None:
+            return None, reason, True
+        result = result_dtype(x.dtype, self.weights.dtype)
+        if x.dtype not in _KERNEL_DTYPES or result not in _KERNEL_DTYPES:
+            return None, None, None
+        return level, result, _backend.kernel_entry(level, config.check_finite)
 
     # ------------------------------------------------------------ the general path
     def __call__(self, x, kwargs, name):
@@ -293,7 +316,7 @@ class Product:
 
 
 def _rows(x) -> int:
-    return int(np.prod(x.shape[:-1])) if x.ndim >= 1 else 1
+    return math.prod(x.shape[:-1]) if x.ndim >= 1 else 1
 
 
 def core_mismatch(name, x, weights):

@@ -323,7 +323,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
             x = inputs[0]
             product = self._product  # read once: a concurrent fit swaps it whole
             if (  # the common `x @ W` or `np.matmul(x, W, out=buf)`: try the fast path
-                type(x) is np.ndarray and x.ndim == 2 and product.levels
+                type(x) is np.ndarray and x.ndim == 2
                 and (not kwargs or (len(kwargs) == 1 and "out" in kwargs))
             ):
                 y = product.fast(x, kwargs.get("out"))

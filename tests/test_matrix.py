@@ -324,3 +324,31 @@ def test_float16_result_computed_in_float32(rng, make_level):
     assert got.dtype == np.float16
     expected = _reference.approx_matmul(x.astype(np.float32), level, np.float32)
     np.testing.assert_array_equal(got, expected.astype(np.float16))
+
+
+def test_exact_calls_of_2d_rows_match_numpy_and_report_why(fitted_pair, rng):
+    from approxmat import _reference
+
+    weights, W = fitted_pair
+    x = rng.standard_normal((7, weights.shape[0]))
+    cases = [({"tolerance": 0}, "tolerance=0 asks for the exact product"),
+             ({"tolerance": 1e-9}, "no fitted level has validated error <= tolerance 1e-09")]
+    for settings, reason in cases * 2:  # twice: the second time from the cached decision
+        with am.config(**settings):
+            np.testing.assert_array_equal(x @ W, x @ weights)
+            assert am.last_call().reason == reason and am.last_call().ncodebooks is None
+            buf = np.empty((7, weights.shape[1]))
+            assert np.matmul(x, W, out=buf) is buf
+            np.testing.assert_array_equal(buf, x @ weights)
+            with pytest.raises(TypeError, match="read-only"):
+                np.matmul(x, W, out=W)
+    # The approximate decision is cached separately and still approximates.
+    np.testing.assert_array_equal(x @ W, _reference.approx_matmul(x, W._levels[1], np.float64))
+    assert am.last_call().ncodebooks == W._levels[1].ncodebooks
+    unfitted = am.ApproxMatrix(weights)
+    for _ in range(2):
+        np.testing.assert_array_equal(x.astype(np.float32) @ unfitted,
+                                      x.astype(np.float32) @ weights)
+        assert am.last_call().reason == "not fitted"
+    with pytest.raises(ValueError, match="matmul"):
+        x[:, :3] @ unfitted
