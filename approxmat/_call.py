@@ -190,11 +190,11 @@ class Product:
         the general path.
         """
         level, reason = self.decide(x, None, config)
+        result = result_dtype(x.dtype, self.weights.dtype)
         if level is None:
-            if result_dtype(x.dtype, self.weights.dtype) == _F16:
+            if result == _F16:
                 return None, None, None  # exact() computes float16 products in float32
             return None, reason, True
-        result = result_dtype(x.dtype, self.weights.dtype)
         if x.dtype not in _KERNEL_DTYPES or result not in _KERNEL_DTYPES:
             return None, None, None
         return level, result, _backend.kernel_entry(level, config.check_finite)
@@ -263,12 +263,12 @@ class Product:
     def exact(self, x, kwargs, out, name):
         """The exact product, by NumPy (float16 results through float32 BLAS)."""
         if x.ndim >= 1 and set(kwargs) <= {"out"} and _F16_BLOCKS.usable(x, self.weights, out):
-            return self._exact_float16(x, out)
+            return self._exact_float16(x, out, name)
         if name == "dot":
             return np.dot(x, self.weights, out=out) if out is not None else np.dot(x, self.weights)
         return np.matmul(x, self.weights, **kwargs)
 
-    def _exact_float16(self, x, out):
+    def _exact_float16(self, x, out, name):
         """``x @ weights`` with a float16 result, in float32 BLAS a block of rows at a time.
 
         NumPy's own float16 product runs a loop without BLAS (about 100 times slower
@@ -280,7 +280,7 @@ class Product:
         """
         D, M = self.weights.shape
         if x.shape[-1] != D:
-            raise core_mismatch("matmul", x, self.weights)
+            raise core_mismatch(name, x, self.weights)
         if self._weights32 is None:
             self._weights32 = self.weights.astype(np.float32)
         shape = x.shape[:-1] + (M,)

@@ -15,6 +15,8 @@ import dataclasses
 import numbers
 import math
 
+import numpy as np
+
 __all__ = ["Config", "config", "get_config", "set_config"]
 
 
@@ -147,7 +149,7 @@ def _check_drift_fraction(value):
 
 
 def _check_finite_flag(value):
-    if type(value).__name__ not in ("bool", "bool_"):  # Python's or NumPy's booleans only
+    if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"check_finite must be True or False, got {type(value).__name__} {value!r}")
     return bool(value)
 

@@ -61,6 +61,8 @@ def test_width_mismatch_is_numpys_error(operands):
     x, w = operands
     with pytest.raises(ValueError, match="mismatch in its core dimension"):
         x[:, :5] @ am.ApproxMatrix(w)
+    with pytest.raises(ValueError, match=r"shapes \(1000, 5\) and \(24, 7\) not aligned"):
+        np.dot(x[:, :5], am.ApproxMatrix(w))
 
 
 def test_float16_results_take_the_blas_path(operands, monkeypatch):
@@ -68,9 +70,9 @@ def test_float16_results_take_the_blas_path(operands, monkeypatch):
     seen = []
     original = _call.Product._exact_float16
 
-    def spy(self, x, out):
+    def spy(self, x, out, name):
         seen.append(x.shape)
-        return original(self, x, out)
+        return original(self, x, out, name)
 
     monkeypatch.setattr(_call.Product, "_exact_float16", spy)
     W = am.ApproxMatrix(w)
