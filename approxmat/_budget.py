@@ -29,6 +29,8 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from ._points import describe
+
 __all__ = [
     "ApproxAccuracyError",
     "ApproxMatrixWarning",
@@ -64,10 +66,22 @@ class CallReport:
 
     Attributes
     ----------
+    kind : str
+        The operating point used: ``"exact"``, ``"lut"`` (lookup tables) or
+        ``"lowrank"``.
+    size : int
+        Its size: codebooks of a ``"lut"`` point, rank of a ``"lowrank"`` one, 0
+        for ``"exact"``.
     ncodebooks : int or None
-        Codebooks of the level used; ``None`` when the product was exact.
+        Codebooks of the lookup-table point used; ``None`` for other kinds.
     rows : int
         Rows in the call (all leading dimensions of ``x`` flattened).
+    predicted_seconds : float
+        The time the point's cost curve predicted for this call (NaN when the point
+        was not chosen by cost: ``tolerance=None`` or ``0``, not fitted...).
+    seconds : float
+        The measured time of the product itself (without the decision, the
+        accounting and any verification).
     rows_verified : int
         Rows checked against the exact product (0 without ``verify``).
     error_estimate, error_bound : float
@@ -77,17 +91,21 @@ class CallReport:
         Whether the exact product was returned although an approximation was
         computed (verification failed with ``on_violation="exact"``).
     rows_out_of_range : int
-        Rows with a split column outside the range seen at fit time (not counted,
-        0, with ``config(check_finite=False)``).
+        Rows with a split column outside the range seen at fit time (lookup-table
+        points only; 0 with ``config(check_finite=False)``).
     rows_nonfinite : int
-        Rows containing NaN or inf (their output row is NaN; not counted, 0, with
-        ``config(check_finite=False)``).
+        Rows containing NaN or inf (their output row is NaN; counted by lookup-table
+        points only, 0 with ``config(check_finite=False)``).
     reason : str
-        Why the call was exact or approximate, in words.
+        Why the call used this point, in words.
     """
 
+    kind: str
+    size: int
     ncodebooks: int | None
     rows: int
+    predicted_seconds: float = math.nan
+    seconds: float = math.nan
     rows_verified: int = 0
     error_estimate: float = math.nan
     error_bound: float = math.nan
@@ -98,17 +116,22 @@ class CallReport:
 
 
 _last = contextvars.ContextVar("approxmat_last_call", default=None)
+#: ``set_last((point, rows, seconds, pred, reason, ...))``: what :func:`record` stores,
+#: for the fast path (one C call).
+set_last = _last.set
 
 
-def record(ncodebooks, rows, verified=0, estimate=math.nan, bound=math.nan, fell_back=False,
-           outside=0, nonfinite=0, reason=None) -> None:
+def record(point, rows, seconds=math.nan, pred=None, reason=None, verified=0,
+           estimate=math.nan, bound=math.nan, fell_back=False, outside=0,
+           nonfinite=0) -> None:
     """Store what the call that just ended did (per thread and task).
 
     Cheap on purpose (it runs on every product): the :class:`CallReport` is built
-    only when :func:`last_call` asks for it.
+    only when :func:`last_call` asks for it. ``pred`` is ``(curve, index)`` when the
+    point was chosen by cost.
     """
-    _last.set((ncodebooks, rows, verified, estimate, bound, fell_back, outside, nonfinite,
-               reason))
+    _last.set((point, rows, seconds, pred, reason, verified, estimate, bound, fell_back,
+               outside, nonfinite))
 
 
 def last_call() -> CallReport | None:
@@ -125,15 +148,20 @@ def last_call() -> CallReport | None:
     >>> import approxmat as am
     >>> W = am.ApproxMatrix(np.eye(3))
     >>> _ = np.ones((2, 3)) @ W
-    >>> am.last_call().reason
-    'not fitted'
+    >>> am.last_call().kind, am.last_call().reason
+    ('exact', 'not fitted')
     """
     fields = _last.get()
     if fields is None:
         return None
-    if fields[-1] is None:  # an approximate call that needed no explanation
-        fields = fields[:-1] + (f"level with {fields[0]} codebooks",)
-    return CallReport(*fields)
+    point, rows, seconds, pred, reason = fields[:5]
+    if reason is None:
+        reason = describe(point) + (" predicted fastest within the budget" if pred else "")
+    predicted = pred[0].predict(pred[1], rows) if pred is not None else math.nan
+    ncodebooks = point.size if point.kind == "lut" else None
+    # fields[5:]: verified, estimate, bound, fell_back, outside, nonfinite (or absent)
+    return CallReport(point.kind, point.size, ncodebooks, rows, predicted, seconds,
+                      *fields[5:], reason=reason)
 
 
 def sample_size(verify, nrows: int) -> int:
@@ -215,7 +243,7 @@ def estimate_error(approx_rows, exact_rows, nrows: int):
     return estimate, math.sqrt(max(bound, 0.0))
 
 
-def account(state, x2d, y2d, level, config, flags) -> bool:
+def account(state, x2d, y2d, point, config, flags, seconds=math.nan, pred=None) -> bool:
     """Drift accounting, verification on sampled rows, and the call's report.
 
     Parameters
@@ -225,13 +253,17 @@ def account(state, x2d, y2d, level, config, flags) -> bool:
         (``state.warn_once(key, warning)``).
     x2d, y2d : ndarray, shape (N, D) and (N, M)
         The call's rows and the approximate product the kernel wrote.
-    level : Level
-        The level used.
+    point : Level or LowRank
+        The operating point used.
     config : Config
         The settings of the call.
     flags : ndarray of uint8, shape (N,), or None
         Bit 0 set for rows with NaN/inf and bit 1 for rows out of the calibrated
         range; None when no row is flagged.
+    seconds : float
+        The measured time of the product.
+    pred : tuple or None
+        ``(curve, index)`` when the point was chosen by cost.
 
     Returns
     -------
@@ -256,7 +288,8 @@ def account(state, x2d, y2d, level, config, flags) -> bool:
             )
     k = sample_size(config.verify, nrows)
     if not k:
-        record(level.ncodebooks, nrows, 0, math.nan, math.nan, False, n_outside, n_nonfinite)
+        record(point, nrows, seconds, pred, None, 0, math.nan, math.nan, False, n_outside,
+               n_nonfinite)
         return False
     rows = sample_rows(nrows, k)
     if n_nonfinite:
@@ -266,24 +299,23 @@ def account(state, x2d, y2d, level, config, flags) -> bool:
     estimate, bound = estimate_error(y2d[rows], exact, nrows - n_nonfinite)
     tolerance = config.tolerance
     if tolerance is None or bound <= tolerance:
-        record(level.ncodebooks, nrows, verified, estimate, bound, False, n_outside, n_nonfinite)
+        record(point, nrows, seconds, pred, None, verified, estimate, bound, False, n_outside,
+               n_nonfinite)
         return False
     message = (
         f"approximate product exceeded the accuracy budget: estimated relative "
         f"error {estimate:.3g}, {CONFIDENCE:.0%} upper bound {bound:.3g} > "
-        f"tolerance {tolerance:g} ({verified} of {nrows} rows verified, level with "
-        f"{level.ncodebooks} codebooks, validated error {level.error:.3g})"
+        f"tolerance {tolerance:g} ({verified} of {nrows} rows verified, {describe(point)}, "
+        f"validated error {point.error:.3g})"
     )
     outcome = {
         "raise": "verification failed: raised",
-        "warn": f"level with {level.ncodebooks} codebooks; verification failed: warned",
+        "warn": f"{describe(point)}; verification failed: warned",
         "exact": "verification failed: exact product returned",
     }[config.on_violation]
     fell_back = config.on_violation == "exact"
-    record(
-        level.ncodebooks, nrows, verified, estimate, bound, fell_back, n_outside, n_nonfinite,
-        outcome,
-    )
+    record(point, nrows, seconds, pred, outcome, verified, estimate, bound, fell_back,
+           n_outside, n_nonfinite)
     if config.on_violation == "raise":
         raise ApproxAccuracyError(message)
     if config.on_violation == "warn":

@@ -1,35 +1,44 @@
 """The call-time decision: how one product ``x @ W`` is computed, and why.
 
 :class:`Product` holds everything a call needs for one pair of weights and fitted
-levels. For each call it decides, in the calling thread:
+operating points (:mod:`approxmat._points`). For each call it decides, in the calling
+thread:
 
-* whether the product is approximated at all: fitted, a real left operand, a float
-  result, no argument NumPy has but the kernels do not (``axes``, ``casting``...);
-* which fitted level serves the accuracy budget (:func:`choose_level`), or exact;
+* whether the product may be approximated at all: fitted, a real left operand, a
+  float result, no argument NumPy has but the kernels do not (``axes``, ``casting``...);
+* which points the accuracy budget allows (:func:`plan`) and, among them, the one
+  predicted fastest for this call's row count, dtype, layout and threads by the cost
+  curves measured on this machine (:mod:`approxmat._costs`; the curve of a key not yet
+  measured is measured on first use);
 * the result's shape and dtype and the rules for ``out=`` (NumPy's, for ``matmul``
-  and for ``dot``), and the buffer the kernel writes into;
+  and for ``dot``), and the buffer the point writes into;
 
-then runs the level through the one kernel entry (:func:`approxmat._backend.product`)
-and hands the row flags to the budget (:func:`approxmat._budget.account`), which may
-ask for the exact product instead. Every call leaves a report for
-:func:`approxmat.last_call`.
+then runs the point (lookup tables through :func:`approxmat._backend.product`, low rank
+as two BLAS products, exact by NumPy) and hands the row flags to the budget
+(:func:`approxmat._budget.account`), which may ask for the exact product instead.
+Every call leaves a report for :func:`approxmat.last_call`, with the predicted and the
+measured time.
 
 The common call, a 2-D float ``x`` with no keyword but ``out``, takes
-:meth:`Product.fast`, which caches the level, result dtype and kernel entry per
-tolerance, dtype and ``check_finite`` so that one-row products cost little more than
+:meth:`Product.fast`, which caches the decision per tolerance, dtype,
+``check_finite``, layout and threads, so that one-row products cost little more than
 NumPy's.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import time
+from bisect import bisect_right
 
 import numpy as np
 
-from . import _backend, _budget
-from ._config import get_config
+from . import _backend, _budget, _costs
+from ._config import Config, _current
+from ._points import EXACT
 
-__all__ = ["APPROX_RESULT_DTYPES", "Product", "choose_level"]
+__all__ = ["APPROX_RESULT_DTYPES", "Product", "plan"]
 
 #: Result dtypes the approximate path produces; anything else is computed exactly.
 APPROX_RESULT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -42,39 +51,56 @@ _F64 = np.dtype(np.float64)
 _KERNEL_DTYPES = _backend.KERNEL_DTYPES
 _SMALL_OUTPUT_BYTES = _backend.ALIGNED_OUTPUT_MIN_BYTES
 _RESULT_DTYPES = {}
-_nan = float("nan")
-_current_config = get_config
+_config_now = _current.get
+_set_last = _budget.set_last
+_kernel_threads = _backend.kernel_threads
+_clock = time.perf_counter
 _MATMUL = np.matmul
+# Tags of the fast path's cached entries.
+_EXACT_ONLY, _GENERAL, _FIXED, _SCHEDULED = range(4)
 
 
-def choose_level(levels, tolerance):
-    """The level a call with this accuracy budget uses, or None for the exact product.
+def plan(points, tolerance, fitted=True):
+    """What an accuracy budget allows among ``points`` (``points[0]`` is exact).
 
     Parameters
     ----------
-    levels : sequence of Level
-        Fitted levels, cheapest (fewest codebooks) first.
+    points : sequence
+        The exact point, then the fitted points (each with an ``error``).
     tolerance : float or None
-        ``None``: the most accurate level. ``t``: the cheapest level whose
-        validated error is ``<= t``; None if no level qualifies.
+        ``None``: the most accurate fitted point, whatever it costs. ``0``: exact.
+        ``t``: every point whose validated error is ``<= t``, exact included; the
+        call then takes the one predicted fastest.
+    fitted : bool
+        Whether the matrix was fitted (it may have no point left but exact when
+        every fitted point was slower than exact on the machine that fitted it).
+
+    Returns
+    -------
+    tuple
+        ``("exact", reason)``, ``("fixed", index)`` or ``("cost", indices)``.
 
     Examples
     --------
-    >>> from types import SimpleNamespace as L
-    >>> levels = [L(ncodebooks=4, error=0.3), L(ncodebooks=8, error=0.1)]
-    >>> choose_level(levels, 0.2).ncodebooks, choose_level(levels, None).ncodebooks
-    (8, 8)
-    >>> choose_level(levels, 0.5).ncodebooks, choose_level(levels, 0.05)
-    (4, None)
+    >>> from types import SimpleNamespace as P
+    >>> points = [P(error=0.0), P(error=0.3), P(error=0.1)]
+    >>> plan(points, None), plan(points, 0.2), plan(points, 0.5)
+    (('fixed', 2), ('cost', [0, 2]), ('cost', [0, 1, 2]))
+    >>> plan(points, 0.05)[0], plan(points, 0)[1]
+    ('exact', 'tolerance=0 asks for the exact product')
     """
-    if not levels:
-        return None
+    if len(points) == 1:
+        if not fitted:
+            return "exact", "not fitted"
+        return "exact", "no fitted point was faster than the exact product where it was fitted"
     if tolerance is None:
-        return min(levels, key=lambda level: (level.error, level.ncodebooks))
-    for level in levels:
-        if level.error <= tolerance:
-            return level
-    return None
+        return "fixed", min(range(1, len(points)), key=lambda i: (points[i].error, i))
+    if tolerance == 0:
+        return "exact", "tolerance=0 asks for the exact product"
+    allowed = [i for i in range(1, len(points)) if points[i].error <= tolerance]
+    if not allowed:
+        return "exact", f"no fitted point has validated error <= tolerance {tolerance:g}"
+    return "cost", [0] + allowed
 
 
 def result_dtype(x_dtype, w_dtype):
@@ -96,66 +122,186 @@ def result_dtype(x_dtype, w_dtype):
     return result
 
 
-class Product:
-    """How ``x @ weights`` is computed with a fixed tuple of fitted levels.
+def layout_of(x) -> str:
+    """``"F"`` for a column-major 2-D ``x`` (not also row-major), else ``"C"``."""
+    flags = x.flags
+    return "F" if x.ndim == 2 and flags.f_contiguous and not flags.c_contiguous else "C"
 
-    Made anew whenever the levels change (so a concurrent call sees the old or the
-    new levels whole, never a mix). Keeps the per-fit caches: the level chosen per
-    tolerance, the fast path's arguments per tolerance and dtype, the float64
-    weights of verified calls, and the one-time warnings already given.
+
+class Product:
+    """How ``x @ weights`` is computed with a fixed tuple of fitted operating points.
+
+    Made anew whenever the points change (so a concurrent call sees the old or the
+    new points whole, never a mix). Keeps the per-fit caches: the plan per tolerance,
+    the schedules per tolerance and cost key, the fast path's entries, the converted
+    weights, and the one-time warnings already given.
 
     Parameters
     ----------
     weights : ndarray, shape (D, M)
         The exact weights (read-only).
-    levels : tuple of Level
-        Fitted levels, fewest codebooks first; empty: every product is exact.
+    points : tuple
+        Fitted points (:class:`~approxmat._level.Level` or
+        :class:`~approxmat._points.LowRank`); empty: every product is exact.
+    costs : CostTable, optional
+        Measured cost curves; curves measured on another machine are dropped, and
+        missing ones are measured on first use.
+    fitted : bool, optional
+        Whether the matrix was fitted (default: whether ``points`` is non-empty).
+    rows : ndarray, shape (n, D), optional
+        Rows to time the points on when a curve is measured (synthetic rows inside
+        the calibrated ranges when omitted).
     """
 
-    __slots__ = ("weights", "levels", "_choice", "_fast", "_weights64", "_weights32", "_warned")
+    __slots__ = ("weights", "points", "fitted", "costs", "rows", "_plans", "_schedules",
+                 "_fast", "_weights64", "_weights32", "_warned", "_lock")
 
-    def __init__(self, weights, levels=()):
+    def __init__(self, weights, points=(), costs=None, fitted=None, rows=None):
         self.weights = weights
-        self.levels = tuple(levels)
-        self._choice = {}  # tolerance -> level chosen for it (None: exact)
-        self._fast = {}  # (tolerance, x dtype, check_finite) -> (level, result, kernel entry)
+        self.points = (EXACT,) + tuple(points)
+        self.fitted = bool(points) if fitted is None else bool(fitted)
+        self.costs = costs.for_machine() if costs is not None else _costs.CostTable()
+        self.rows = rows
+        self._plans = {}  # tolerance -> plan()
+        self._schedules = {}  # (tolerance, dtype, layout, threads) -> Schedule
+        self._fast = {}  # (tolerance, x dtype, check_finite) -> fast-path entry
         self._weights64 = None  # float64 weights, made by the first verified call
         self._weights32 = None  # float32 weights, made by the first float16 exact product
         self._warned = set()  # one-time warnings already given
+        self._lock = threading.Lock()  # one measurement at a time
+
+    # ------------------------------------------------------------ decisions
+    def plan(self, tolerance):
+        """:func:`plan` for this matrix's points, cached per tolerance."""
+        try:
+            return self._plans[tolerance]
+        except KeyError:
+            result = self._plans[tolerance] = plan(self.points, tolerance, self.fitted)
+            return result
+
+    def schedule(self, tolerance, allowed, dtype, layout, threads):
+        """The :class:`~approxmat._costs.Schedule` of a budget for one cost key."""
+        skey = (tolerance, dtype, layout, threads)
+        result = self._schedules.get(skey)
+        if result is None:
+            curve = self.curve(dtype, layout, threads)
+            result = self._schedules[skey] = _costs.schedule(curve, allowed, self.points)
+        return result
+
+    def curve(self, dtype, layout, threads, repeats=_costs.CALL_REPEATS):
+        """The cost curve of one key, measured now if this machine has none yet."""
+        key = _costs.key_of(dtype, layout, threads)
+        curve = self.costs.curves.get(key)
+        if curve is None:
+            with self._lock:
+                curve = self.costs.curves.get(key)
+                if curve is None:
+                    curve = self.costs.curves[key] = self.measure(key, repeats)
+        return curve
+
+    def measure(self, key, repeats):
+        """Time every point for one cost key on sample rows (see :mod:`approxmat._costs`)."""
+        dtype, layout, threads = np.dtype(key[0]), key[1], key[2]
+        runners = [self.runner(point, threads) for point in self.points]
+        D = self.weights.shape[0]
+        source = self.rows if self.rows is not None else synthetic_rows(self.points, D)
+
+        def sample(n):
+            x = np.resize(source, (n, D)).astype(dtype)
+            return np.asfortranarray(x) if layout == "F" else x
+
+        return _costs.measure(runners, sample, repeats)
+
+    def runner(self, point, threads):
+        """``run(x) -> y``: one call with ``point`` as :meth:`__call__` would make it,
+        without its report (for timing)."""
+        if point is EXACT:
+            return lambda x: self.exact(x, {}, None, "matmul")
+        M = self.weights.shape[1]
+        wdtype = self.weights.dtype
+
+        def run(x):
+            result = result_dtype(x.dtype, wdtype)
+            compute = _F64 if result == _F64 else _F32
+            x2d = x if x.dtype in _KERNEL_DTYPES else x.astype(compute)
+            y = _backend.empty_output(x2d.shape[0], M, compute)
+            flags = self.compute(point, x2d, y, threads, True)
+            if flags is not None:
+                np.count_nonzero(flags & 1)
+            return y if result == compute else y.astype(result)
+
+        return run
+
+    def compute(self, point, x2d, y2d, threads, check_finite):
+        """Write ``point``'s product of rows ``x2d`` into ``y2d``; the row flags or None.
+
+        ``x2d`` is float32 or float64; ``y2d`` is C-contiguous of the compute dtype.
+        """
+        if point.kind == "lut":
+            return _backend.product(x2d, point, y2d, threads, check_finite)
+        left, right = point.factors(y2d.dtype)
+        _MATMUL(_MATMUL(x2d, left), right, out=y2d)
+        return None
 
     # ------------------------------------------------------------ the fast path
     def fast(self, x, out=None):
         """``x @ W`` for a 2-D ndarray ``x``, or None when the general path must decide.
 
         The same product as :meth:`__call__`, specialised so that small calls cost
-        little more than NumPy's: the decision per tolerance, dtype and
-        ``check_finite`` is cached. Exact products (not fitted, ``tolerance=0``, no
-        qualifying level, non-float results) go straight to NumPy; approximate ones
-        take the kernel when ``x`` is float32/float64, verification is off, and any
-        ``out=`` is a plain C-contiguous buffer of the result dtype.
+        little more than NumPy's. Exact products go straight to NumPy; approximate
+        ones run when ``x`` is float32/float64, verification is off, and any ``out=``
+        is a plain C-contiguous buffer of the result dtype.
         """
-        config = _current_config()
+        config = _config_now()
         key = (config.tolerance, x.dtype, config.check_finite)
         entry = self._fast.get(key)
         if entry is None:
             entry = self._fast[key] = self._fast_entry(x, config)
-        level, result, kernel = entry
-        if level is None:
-            if kernel is None:
-                return None  # approximated, but not by the fast path
-            if out is not None and not (type(out) is tuple and len(out) == 1
-                                        and type(out[0]) is np.ndarray):
-                return None
-            _budget.record(None, x.shape[0], reason=result)
+        tag = entry[0]
+        if tag is _EXACT_ONLY:
             if out is None:
-                return _MATMUL(x, self.weights)
-            return _MATMUL(x, self.weights, out=out)
-        if config.verify is not None:
+                t0 = _clock()
+                y = _MATMUL(x, self.weights)
+            elif type(out) is tuple and len(out) == 1 and type(out[0]) is np.ndarray:
+                t0 = _clock()
+                y = _MATMUL(x, self.weights, out=out)
+            else:
+                return None
+            _set_last((EXACT, x.shape[0], _clock() - t0, None, entry[1]))
+            return y
+        if tag is _GENERAL or config.verify is not None:
             return None
         nrows, width = x.shape
         D, M = self.weights.shape
         if width != D:
             return None  # the general path raises NumPy's error
+        threads = _kernel_threads(config.threads)
+        if tag is _SCHEDULED:
+            flags = x.flags
+            layout = "F" if flags.f_contiguous and not flags.c_contiguous else "C"
+            schedules = entry[1]
+            sched = schedules.get((layout, threads))
+            if sched is None:
+                sched = schedules[(layout, threads)] = self.schedule(
+                    config.tolerance, entry[4], x.dtype.str, layout, threads)
+            bounds = sched.bounds
+            i = 0 if len(bounds) == 1 else bisect_right(bounds, nrows) - 1
+            index = sched.indices[i]
+            pred = (sched.curve, index)
+            if index == 0:
+                if out is None:
+                    t0 = _clock()
+                    y = _MATMUL(x, self.weights)
+                elif type(out) is tuple and len(out) == 1 and type(out[0]) is np.ndarray:
+                    t0 = _clock()
+                    y = _MATMUL(x, self.weights, out=out)
+                else:
+                    return None
+                _set_last((EXACT, nrows, _clock() - t0, pred, None))
+                return y
+        else:
+            index, pred = entry[1], None
+        result = entry[3]
         if out is None:
             # Small results (itemsize <= 8): the np.empty that empty_output would make,
             # without the 0.2-0.4 us of the call (N = 1 latency).
@@ -175,29 +321,42 @@ class Product:
             ):
                 return None
             out = buf
-        flags = kernel(x, out, _backend.kernel_threads(config.threads))
+        point = self.points[index]
+        t0 = _clock()
+        flags = entry[2][index](x, out, threads)
+        seconds = _clock() - t0
         if flags is not None:
-            _budget.account(self, x, out, level, config, flags)  # drift and NaN accounting
+            _budget.account(self, x, out, point, config, flags, seconds, pred)
         else:
-            _budget.record(level.ncodebooks, nrows, 0, _nan, _nan, False, 0, 0)
+            _set_last((point, nrows, seconds, pred, None))
         return out
 
     def _fast_entry(self, x, config):
         """What :meth:`fast` does for rows of this dtype under these settings.
 
-        ``(level, result dtype, kernel entry)`` for the kernel; ``(None, reason,
-        True)`` for the exact product; ``(None, None, None)`` to leave the call to
-        the general path.
+        ``(_EXACT_ONLY, reason)``; ``(_GENERAL,)`` to leave the call to the general
+        path; ``(_FIXED, index, runs, result)`` for one point whatever the call;
+        ``(_SCHEDULED, schedules, runs, result, allowed)`` for the point predicted
+        fastest, with ``schedules`` filled per (layout, threads) on first use.
         """
-        level, reason = self.decide(x, None, config)
+        if not self.fitted:
+            return _EXACT_ONLY, "not fitted"
         result = result_dtype(x.dtype, self.weights.dtype)
-        if level is None:
+        if result is None:
+            return _EXACT_ONLY, f"{x.dtype} left operands are computed exactly"
+        if result not in APPROX_RESULT_DTYPES:
+            return _EXACT_ONLY, f"{result} results are computed exactly"
+        how = self.plan(config.tolerance)
+        if how[0] == "exact":
             if result == _F16:
-                return None, None, None  # exact() computes float16 products in float32
-            return None, reason, True
+                return (_GENERAL,)  # exact() computes float16 products in float32
+            return _EXACT_ONLY, how[1]
         if x.dtype not in _KERNEL_DTYPES or result not in _KERNEL_DTYPES:
-            return None, None, None
-        return level, result, _backend.kernel_entry(level, config.check_finite)
+            return (_GENERAL,)
+        runs = tuple(_fast_run(p, config.check_finite) for p in self.points)
+        if how[0] == "fixed":
+            return _FIXED, how[1], runs, result
+        return _SCHEDULED, {}, runs, result, how[1]
 
     # ------------------------------------------------------------ the general path
     def __call__(self, x, kwargs, name):
@@ -211,22 +370,23 @@ class Product:
         out = kwargs.get("out")
         if isinstance(out, tuple):
             out = out[0] if len(out) == 1 else out
-        config = _current_config()
-        level, reason = self.decide(x, kwargs, config)
-        if level is None:
-            _budget.record(None, _rows(x), reason=reason)
-            return self.exact(x, kwargs, out, name)
-        return self._approximate(x, level, out, kwargs.get("dtype"), name, kwargs, config)
+        config = _config_now()
+        point, reason, pred = self.decide(x, kwargs, config)
+        if point is EXACT:
+            t0 = _clock()
+            y = self.exact(x, kwargs, out, name)
+            _budget.record(EXACT, _rows(x), _clock() - t0, pred, reason)
+            return y
+        return self._approximate(x, point, out, kwargs.get("dtype"), name, kwargs, config, pred)
 
     def decide(self, x, kwargs, config):
-        """The level a call uses, or ``(None, why the product is exact)``.
+        """``(point, why it is exact or None, (curve, index) or None)`` for one call.
 
         The common call (no keyword arguments, a float left operand) takes the
-        first branch only; the choice per tolerance is cached.
+        first branch only; the plan per tolerance is cached.
         """
-        levels = self.levels
-        if not levels:
-            return None, "not fitted"
+        if not self.fitted:
+            return EXACT, "not fitted", None
         if kwargs:
             unsupported = sorted(set(kwargs) - {"out", "dtype", "axes"})
             axes = kwargs.get("axes")
@@ -235,30 +395,31 @@ class Product:
             ):
                 unsupported.append("axes")  # `x @= W` passes the default axes: those are fine
             if unsupported:
-                return None, f"arguments {', '.join(unsupported)} are computed exactly"
+                return EXACT, f"arguments {', '.join(unsupported)} are computed exactly", None
         if x.ndim == 0:
-            return None, "0-d left operand"
+            return EXACT, "0-d left operand", None
         dtype = kwargs.get("dtype") if kwargs else None
         if dtype is None:
             result = result_dtype(x.dtype, self.weights.dtype)
             if result is None:
-                return None, f"{x.dtype} left operands are computed exactly"
+                return EXACT, f"{x.dtype} left operands are computed exactly", None
+            key_dtype = x.dtype
         else:
-            result = np.dtype(dtype)
+            result = key_dtype = np.dtype(dtype)
             if x.dtype.kind not in "biuf":
-                return None, f"{x.dtype} left operands are computed exactly"
+                return EXACT, f"{x.dtype} left operands are computed exactly", None
         if result not in APPROX_RESULT_DTYPES:
-            return None, f"{result} results are computed exactly"
-        tolerance = config.tolerance
-        try:
-            level = self._choice[tolerance]
-        except KeyError:
-            level = self._choice[tolerance] = choose_level(levels, tolerance)
-        if level is None:
-            if tolerance == 0:
-                return None, "tolerance=0 asks for the exact product"
-            return None, f"no fitted level has validated error <= tolerance {tolerance:g}"
-        return level, None
+            return EXACT, f"{result} results are computed exactly", None
+        how = self.plan(config.tolerance)
+        if how[0] == "exact":
+            return EXACT, how[1], None
+        if how[0] == "fixed":
+            return self.points[how[1]], None, None
+        threads = _kernel_threads(config.threads)
+        sched = self.schedule(config.tolerance, how[1], key_dtype.str, layout_of(x), threads)
+        index = sched.index(_rows(x))
+        reason = "the exact product is predicted fastest for this call" if index == 0 else None
+        return self.points[index], reason, (sched.curve, index)
 
     def exact(self, x, kwargs, out, name):
         """The exact product, by NumPy (float16 results through float32 BLAS)."""
@@ -300,13 +461,13 @@ class Product:
         return self._weights64
 
     def warn_once(self, key, warning):
-        """Give ``warning`` unless a warning of this ``key`` was given for these levels."""
+        """Give ``warning`` unless a warning of this ``key`` was given for these points."""
         if key in self._warned:
             return
         self._warned.add(key)
         _budget.warn(warning)
 
-    def _approximate(self, x, level, out, dtype, name, kwargs, config):
+    def _approximate(self, x, point, out, dtype, name, kwargs, config, pred):
         """The approximate product, with NumPy's shape, dtype and ``out=`` rules."""
         D, M = self.weights.shape
         if x.shape[-1] != D:
@@ -327,6 +488,7 @@ class Product:
             out is not None
             and out.dtype == compute
             and (out.ndim == 2 or out.flags.c_contiguous)
+            and (point.kind == "lut" or out.flags.c_contiguous)
             and not np.shares_memory(out, x)
         )
         if direct:
@@ -334,8 +496,10 @@ class Product:
         else:
             y2d = _backend.empty_output(x2d.shape[0], M, compute)
         # The kernels write NaN rows for rows of x with NaN/inf (like NumPy) and flag them.
-        flags = _backend.product(x2d, level, y2d, config.threads, config.check_finite)
-        if _budget.account(self, x2d, y2d, level, config, flags):
+        t0 = _clock()
+        flags = self.compute(point, x2d, y2d, config.threads, config.check_finite)
+        seconds = _clock() - t0
+        if _budget.account(self, x2d, y2d, point, config, flags, seconds, pred):
             return self.exact(x, kwargs, out, name)
         if direct:
             return out
@@ -344,6 +508,47 @@ class Product:
             return y if result == compute else y.astype(result)
         np.copyto(out, y, casting="same_kind")
         return out
+
+
+def _fast_run(point, check_finite):
+    """``run(x2d, out2d, nthreads) -> flags or None`` of a point, for :meth:`Product.fast`."""
+    if point is EXACT:
+        return None  # the fast path calls NumPy itself
+    if point.kind == "lut":
+        return _backend.kernel_entry(point, check_finite)
+    factors = point.factors
+
+    def lowrank(x2d, out2d, nthreads):
+        left, right = factors(out2d.dtype)
+        _MATMUL(_MATMUL(x2d, left), right, out=out2d)
+
+    return lowrank
+
+
+def synthetic_rows(points, D, n=64, seed=0):
+    """Rows to time points on when no calibration rows are at hand (a loaded file).
+
+    Each column split by a lookup-table point is drawn inside the calibrated range of
+    its splits (so the rows are not flagged as drift); other columns are standard
+    normal.
+
+    Examples
+    --------
+    >>> synthetic_rows((), 3, n=2).shape
+    (2, 3)
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, D))
+    low = np.full(D, -np.inf)
+    high = np.full(D, np.inf)
+    for p in points:
+        if getattr(p, "kind", None) == "lut" and p.split_low is not None:
+            np.maximum.at(low, p.split_dims.ravel(), p.split_low.ravel().astype(np.float64))
+            np.minimum.at(high, p.split_dims.ravel(), p.split_high.ravel().astype(np.float64))
+    bounded = np.isfinite(low) & np.isfinite(high)
+    lo, hi = np.minimum(low, high)[bounded], np.maximum(low, high)[bounded]
+    x[:, bounded] = lo + (hi - lo) * rng.uniform(0.25, 0.75, (n, int(bounded.sum())))
+    return x
 
 
 class _F16_BLOCKS:

@@ -13,12 +13,23 @@ File layout (all integers little-endian)::
                   "weights": {"dtype": "<f8", "shape": [D, M]},
                   "levels": [C_1, C_2, ...] (codebook counts, in order)
     32+H    P     payload: the raw little-endian arrays, back to back:
-                  weights (D, M); then for each level: split_dims <i4 (C, 4),
-                  thresholds <f4 (C, 15), luts u1 (C, 16, M), scale <f8 (M,),
-                  offset <f8 (M,), split_low <f4 (C, 4), split_high <f4 (C, 4)
-                  (calibrated ranges; -inf/+inf when a level has none);
+                  weights (D, M); then for each point, by kind:
+                  "lut": split_dims <i4 (C, 4), thresholds <f4 (C, 15),
+                  luts u1 (C, 16, M), scale <f8 (M,), offset <f8 (M,),
+                  split_low <f4 (C, 4), split_high <f4 (C, 4) (calibrated
+                  ranges; -inf/+inf when a level has none);
+                  "lowrank": left <f8 (D, r), right <f8 (r, M);
                   then the errors <f8 (L,)
     32+H+P  32    SHA-256 of every preceding byte
+
+The header of version 2 (written now) has exactly the keys ``{"meta", "weights",
+"points", "fitted", "costs"}``: "points" lists ``{"kind": "lut" or "lowrank",
+"size": C or r}`` in order, "fitted" says whether the matrix was fitted (it may keep
+no point but the exact one), "costs" holds the measured cost curves and the
+fingerprint of the machine that measured them (:class:`approxmat._costs.CostTable`;
+a loading machine with another fingerprint measures its own). Version 1 files
+(``{"meta", "weights", "levels"}`` with "levels" the codebook counts of lookup-table
+points, no costs) still load.
 
 Loading reads at most the bytes that really are in the file (sizes are checked
 against the file before anything is allocated), verifies the digest, then
@@ -39,13 +50,15 @@ import tempfile
 
 import numpy as np
 
+from ._costs import CostTable
 from ._level import MAX_CODEBOOKS, NLEAVES, TREE_DEPTH, Level
+from ._points import LowRank
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
 MAGIC = b"\x89APPROXMAT\r\n\x1a\n\x00\x00"
 #: Version written by this build; it reads versions 1..FORMAT_VERSION.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PRELUDE = struct.Struct("<16sIIQ")
 _DIGEST = 32
 #: Largest accepted JSON header (the metadata is meant to be small).
@@ -79,6 +92,13 @@ def _level_layout(C, M):
     ]
 
 
+def _point_layout(kind, size, D, M):
+    """``[(name, dtype, shape)]`` of one point's arrays in the payload."""
+    if kind == "lut":
+        return _level_layout(size, M)
+    return [("left", _le(np.float64), (D, size)), ("right", _le(np.float64), (size, M))]
+
+
 def _stored(level, name):
     """The array saved for ``name``; levels without calibrated ranges save -inf/+inf."""
     value = getattr(level, name)
@@ -88,8 +108,8 @@ def _stored(level, name):
     return value
 
 
-def save(path, weights, levels, meta):
-    """Write weights, fitted levels and metadata to one file.
+def save(path, weights, levels, meta, costs=None, fitted=None):
+    """Write weights, fitted points, their cost curves and metadata to one file.
 
     Parameters
     ----------
@@ -97,11 +117,15 @@ def save(path, weights, levels, meta):
         Destination. A path is written atomically (temporary file, then rename).
     weights : ndarray, shape (D, M)
         Real numeric weights (float16/32/64 or integers).
-    levels : sequence of Level
-        Fitted operating points, each with ``M`` outputs and split columns in
-        ``[0, D)``.
+    levels : sequence of Level or LowRank
+        Fitted operating points, each with ``M`` outputs (and split columns in
+        ``[0, D)``, factors of ``D`` rows).
     meta : dict
-        Small JSON-serialisable metadata (at most 1 MiB of JSON).
+        Small JSON-serialisable metadata (at most 1 MiB of JSON with the costs).
+    costs : CostTable, optional
+        Measured cost curves of the exact product and the points.
+    fitted : bool, optional
+        Whether the matrix was fitted (default: whether there are points).
 
     Examples
     --------
@@ -115,7 +139,7 @@ def save(path, weights, levels, meta):
     >>> w.shape, levels[0].error, meta
     ((3, 2), 0.5, {'approxmat': '0.1'})
     """
-    data = _serialise(weights, levels, meta)
+    data = _serialise(weights, levels, meta, costs, fitted)
     if isinstance(path, (str, bytes, os.PathLike)):
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
@@ -136,7 +160,7 @@ def save(path, weights, levels, meta):
         path.write(data)
 
 
-def _serialise(weights, levels, meta):
+def _serialise(weights, levels, meta, costs=None, fitted=None):
     if not isinstance(meta, dict):
         raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
     try:
@@ -154,21 +178,32 @@ def _serialise(weights, levels, meta):
         raise ValueError(f"at most {MAX_LEVELS} levels can be saved, got {len(levels)}")
     parts = [np.ascontiguousarray(w, dtype=_le(w.dtype)).tobytes()]
     for lv in levels:
-        if not isinstance(lv, Level):
-            raise TypeError(f"levels must contain Level objects, got {type(lv).__name__}")
+        if not isinstance(lv, (Level, LowRank)):
+            raise TypeError(
+                f"levels must contain Level or LowRank objects, got {type(lv).__name__}"
+            )
         if lv.noutputs != M:
             raise ValueError(f"a level has {lv.noutputs} outputs but weights have M={M}")
-        if lv.split_dims.size and (lv.split_dims.min() < 0 or lv.split_dims.max() >= D):
-            raise ValueError(f"a level has split columns outside [0, {D})")
-        for name, dtype, shape in _level_layout(lv.ncodebooks, M):
+        if lv.kind == "lut":
+            if lv.split_dims.size and (lv.split_dims.min() < 0 or lv.split_dims.max() >= D):
+                raise ValueError(f"a level has split columns outside [0, {D})")
+        elif lv.left.shape[0] != D:
+            raise ValueError(f"low-rank factors have {lv.left.shape[0]} rows, weights D={D}")
+        for name, dtype, shape in _point_layout(lv.kind, lv.size, D, M):
             parts.append(np.ascontiguousarray(_stored(lv, name), dtype=dtype).tobytes())
     errors = np.array([lv.error for lv in levels], dtype=_le(np.float64))
     parts.append(errors.tobytes())
+    if costs is not None and any(
+        len(c.seconds) != len(levels) + 1 for c in costs.curves.values()
+    ):
+        raise ValueError("the cost curves do not match the points")
     header = json.dumps(
         {
             "meta": json.loads(meta_json),
             "weights": {"dtype": _le(w.dtype).str, "shape": [D, M]},
-            "levels": [lv.ncodebooks for lv in levels],
+            "points": [{"kind": lv.kind, "size": int(lv.size)} for lv in levels],
+            "fitted": bool(levels) if fitted is None else bool(fitted),
+            "costs": None if costs is None else costs.to_json(),
         },
         allow_nan=False,
         sort_keys=True,
@@ -221,18 +256,24 @@ def _remaining(f):
         return None
 
 
-def load(path):
+def load(path, with_costs=False):
     """Read a file written by :func:`save`.
 
     Parameters
     ----------
     path : str, os.PathLike or binary file object
+    with_costs : bool
+        Also return the cost table and the fitted flag.
 
     Returns
     -------
     weights : ndarray, shape (D, M)
-    levels : list of Level
+    levels : list of Level or LowRank
     meta : dict
+    costs : CostTable or None
+        Only with ``with_costs``.
+    fitted : bool
+        Only with ``with_costs``.
 
     Raises
     ------
@@ -243,8 +284,10 @@ def load(path):
     """
     if isinstance(path, (str, bytes, os.PathLike)):
         with open(path, "rb") as f:
-            return _load(f)
-    return _load(path)
+            result = _load(f)
+    else:
+        result = _load(path)
+    return result if with_costs else result[:3]
 
 
 def _load(f):
@@ -280,18 +323,21 @@ def _load(f):
     h.update(payload)
     if h.digest() != digest:
         raise _bad("checksum mismatch (the file is corrupt or was modified)")
-    return _parse(header, payload)
+    return _parse(header, payload, version)
 
 
-def _parse(header, payload):
+def _parse(header, payload, version=FORMAT_VERSION):
     try:
         head = json.loads(header.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _bad(f"malformed header ({type(exc).__name__})") from None
-    if not isinstance(head, dict) or set(head) != {"meta", "weights", "levels"}:
-        keys = sorted(head) if isinstance(head, dict) else type(head).__name__
-        raise _bad(f"header must have exactly the keys meta, weights, levels; got {keys}")
-    meta, wspec, Cs = head["meta"], head["weights"], head["levels"]
+    keys = {"meta", "weights", "levels"} if version == 1 else {
+        "meta", "weights", "points", "fitted", "costs"}
+    if not isinstance(head, dict) or set(head) != keys:
+        found = sorted(head) if isinstance(head, dict) else type(head).__name__
+        raise _bad(f"header must have exactly the keys {', '.join(sorted(keys))}; "
+                   f"got {found}")
+    meta, wspec = head["meta"], head["weights"]
     if not isinstance(meta, dict):
         raise _bad("meta is not an object")
     if not isinstance(wspec, dict) or set(wspec) != {"dtype", "shape"}:
@@ -306,20 +352,44 @@ def _parse(header, payload):
     ):
         raise _bad(f"invalid weights shape {shape!r}")
     D, M = shape
-    if not isinstance(Cs, list) or len(Cs) > MAX_LEVELS:
-        raise _bad(f"levels must be a list of at most {MAX_LEVELS} codebook counts")
-    for C in Cs:
-        if type(C) is not int or not 1 <= C <= MAX_CODEBOOKS or C > D:
-            raise _bad(f"invalid number of codebooks {C!r} (D={D})")
+    if version == 1:
+        specs = head["levels"]
+        if not isinstance(specs, list):
+            raise _bad("levels must be a list of codebook counts")
+        specs = [{"kind": "lut", "size": C} for C in specs]
+        fitted = bool(specs)
+    else:
+        specs, fitted = head["points"], head["fitted"]
+        if type(fitted) is not bool:
+            raise _bad("fitted must be true or false")
+    if not isinstance(specs, list) or len(specs) > MAX_LEVELS:
+        raise _bad(f"points must be a list of at most {MAX_LEVELS} entries")
+    for spec in specs:
+        if not isinstance(spec, dict) or set(spec) != {"kind", "size"}:
+            raise _bad("each point must have exactly the keys kind and size")
+        kind, size = spec["kind"], spec["size"]
+        if kind == "lut":
+            if type(size) is not int or not 1 <= size <= MAX_CODEBOOKS or size > D:
+                raise _bad(f"invalid number of codebooks {size!r} (D={D})")
+        elif kind == "lowrank":
+            if type(size) is not int or not 1 <= size <= min(D, M):
+                raise _bad(f"invalid rank {size!r} (D={D}, M={M})")
+        else:
+            raise _bad(f"unknown point kind {kind!r}")
+    costs = None
+    if version >= 2 and head["costs"] is not None:
+        try:
+            costs = CostTable.from_json(head["costs"], len(specs) + 1)
+        except (ValueError, TypeError) as exc:
+            raise _bad(f"invalid cost curves: {exc}") from None
 
     # Sizes, computed with Python ints (no overflow), before touching the payload.
     wdtype = np.dtype(wspec["dtype"])
     expected = D * M * wdtype.itemsize
-    for C in Cs:
-        expected += sum(
-            math.prod(s) * dt.itemsize for _, dt, s in _level_layout(C, M)
-        )
-    expected += 8 * len(Cs)
+    layouts = [_point_layout(sp["kind"], sp["size"], D, M) for sp in specs]
+    for layout in layouts:
+        expected += sum(math.prod(s) * dt.itemsize for _, dt, s in layout)
+    expected += 8 * len(specs)
     if expected != len(payload):
         raise _bad(
             f"payload is {len(payload)} bytes but the header describes {expected}"
@@ -337,26 +407,30 @@ def _parse(header, payload):
     weights = take(wdtype, (D, M))
     if weights.dtype.kind == "f" and not np.isfinite(weights).all():
         raise _bad("weights contain NaN or inf")
-    arrays = [
-        {name: take(dt, s) for name, dt, s in _level_layout(C, M)} for C in Cs
-    ]
-    errors = take(_le(np.float64), (len(Cs),))
+    arrays = [{name: take(dt, s) for name, dt, s in layout} for layout in layouts]
+    errors = take(_le(np.float64), (len(specs),))
     levels = []
-    for C, arrs, err in zip(Cs, arrays, errors):
+    for spec, arrs, err in zip(specs, arrays, errors):
+        what = ("the level with C=" if spec["kind"] == "lut" else "the point of rank ") + str(
+            spec["size"])
+        if not err >= 0:
+            raise _bad(f"negative or NaN error in {what}")
+        if spec["kind"] == "lowrank":
+            if not (np.isfinite(arrs["left"]).all() and np.isfinite(arrs["right"]).all()):
+                raise _bad(f"non-finite factors in {what}")
+            levels.append(LowRank(arrs["left"], arrs["right"], error=float(err)))
+            continue
         sd = arrs["split_dims"]
         if sd.size and (sd.min() < 0 or sd.max() >= D):
-            raise _bad(f"split columns outside [0, {D}) in the level with C={C}")
+            raise _bad(f"split columns outside [0, {D}) in {what}")
         if np.isnan(arrs["thresholds"]).any():
-            raise _bad(f"NaN thresholds in the level with C={C}")
+            raise _bad(f"NaN thresholds in {what}")
         if np.isnan(arrs["split_low"]).any() or np.isnan(arrs["split_high"]).any():
-            raise _bad(f"NaN calibrated ranges in the level with C={C}")
+            raise _bad(f"NaN calibrated ranges in {what}")
         if not (np.isfinite(arrs["scale"]).all() and np.isfinite(arrs["offset"]).all()):
-            raise _bad(f"non-finite scale or offset in the level with C={C}")
-        if err < 0:
-            raise _bad(f"negative error in the level with C={C}")
+            raise _bad(f"non-finite scale or offset in {what}")
         try:
             levels.append(Level(**arrs, error=float(err)))
         except ValueError as exc:
             raise _bad(str(exc)) from None
-    return weights, levels, meta
-
+    return weights, levels, meta, costs, fitted

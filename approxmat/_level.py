@@ -68,6 +68,9 @@ class Level:
     #: Kernel-specific packed copies of the parameters, filled lazily by the kernels.
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
+    #: The kind of operating point (see :mod:`approxmat._points`).
+    kind = "lut"
+
     def __post_init__(self):
         C = self.split_dims.shape[0] if self.split_dims.ndim == 2 else -1
         M = self.luts.shape[2] if self.luts.ndim == 3 else -1
@@ -121,3 +124,8 @@ class Level:
     def table_bytes(self) -> int:
         """Bytes of lookup tables read at call time."""
         return self.luts.nbytes
+
+    #: The size of the point: its number of codebooks.
+    size = ncodebooks
+    #: Bytes the call reads besides ``x``: the tables.
+    nbytes = table_bytes

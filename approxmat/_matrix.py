@@ -17,16 +17,19 @@ write into it (``W += 1``, ``W[0] = 1``, ``np.add(a, b, out=W)``) raise ``TypeEr
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from . import _budget, _call
+from . import _backend, _budget, _call, _costs
 from ._build_info import version as _version
 
-__all__ = ["ApproxMatrix", "LevelInfo", "load"]
+__all__ = ["ApproxMatrix", "LevelInfo", "Levels", "load"]
 
 _MATMUL = np.matmul
+#: Calibration rows kept to time the points on (tiled to each measured row count).
+TIMING_ROWS = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,18 +38,71 @@ class LevelInfo:
 
     Attributes
     ----------
-    ncodebooks : int
-        Number of codebooks (4-bit codes per row): cost grows with it, error falls.
+    kind : str
+        ``"lut"`` (MADDNESS lookup tables) or ``"lowrank"`` (two thin BLAS
+        products).
+    size : int
+        Codebooks of a ``"lut"`` point (4-bit codes per row), rank of a
+        ``"lowrank"`` one: cost grows with it, error falls.
     error : float
         Relative error ``||Y_hat - Y||_F / ||Y||_F`` measured on calibration rows
         held out from fitting.
-    table_bytes : int
-        Bytes of lookup tables the call reads.
+    nbytes : int
+        Bytes of tables (or float32 factors) the call reads besides ``x``.
+    speedup : float
+        Measured time of NumPy's product over this point's, at the rows, dtype,
+        layout and threads of :attr:`Levels.measured_at` (NaN when this machine has
+        not measured it yet).
     """
 
-    ncodebooks: int
+    kind: str
+    size: int
     error: float
-    table_bytes: int
+    nbytes: int
+    speedup: float = float("nan")
+
+    @property
+    def ncodebooks(self):
+        """Codebooks of a ``"lut"`` point; None for other kinds."""
+        return self.size if self.kind == "lut" else None
+
+    @property
+    def table_bytes(self) -> int:
+        """Same as :attr:`nbytes`."""
+        return self.nbytes
+
+
+class Levels(tuple):
+    """The fitted operating points of a matrix (a tuple of :class:`LevelInfo`),
+    shown as a table.
+
+    Attributes
+    ----------
+    measured_at : str
+        The call the speedups are measured for, in words (rows, dtype, layout and
+        kernel threads), or why there are none.
+    """
+
+    measured_at: str = ""
+
+    def __new__(cls, infos, measured_at=""):
+        self = super().__new__(cls, infos)
+        self.measured_at = measured_at
+        return self
+
+    def __repr__(self):
+        if not self:
+            return "Levels([])  (not fitted: products are exact)"
+        head = ("kind", "size", "validated error", "bytes", "speedup")
+        rows = [("exact", "-", "0", "0", "1.00x")] + [
+            (p.kind, str(p.size), f"{p.error:.4g}", f"{p.nbytes:,}",
+             "-" if p.speedup != p.speedup else f"{p.speedup:.2f}x")
+            for p in self
+        ]
+        widths = [max(len(r[k]) for r in rows + [head]) for k in range(len(head))]
+        lines = ["  ".join(h.rjust(w) if k else h.ljust(w)
+                           for k, (h, w) in enumerate(zip(r, widths))) for r in [head] + rows]
+        return "\n".join(lines + [f"speedup over NumPy {self.measured_at}"])
 
 
 def _validate_weights(weights) -> np.ndarray:
@@ -143,21 +199,24 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     np.float64(21.0)
     """
 
-    __slots__ = ("_weights", "_levels", "_product", "__weakref__")
+    __slots__ = ("_weights", "_product", "__weakref__")
 
     def __init__(self, weights):
         self._weights = _validate_weights(weights)
-        self._set_levels(())
+        self._set_points(())
 
-    def _set_levels(self, levels):
-        """Use ``levels`` from now on, with fresh per-fit caches and warnings.
+    def _set_points(self, points, costs=None, fitted=None, rows=None):
+        """Use ``points`` (and their cost curves) from now on, with fresh per-fit
+        caches and warnings.
 
         A product reads ``self._product`` once, so a call concurrent with a fit sees
-        the old levels or the new ones, never a mix.
+        the old points or the new ones, never a mix.
         """
-        levels = tuple(levels)
-        self._product = _call.Product(self._weights, levels)
-        self._levels = levels
+        self._product = _call.Product(self._weights, tuple(points), costs, fitted, rows)
+
+    @property
+    def _points(self):
+        return self._product.points[1:]
 
     # ------------------------------------------------------------------ the array
     @property
@@ -226,61 +285,113 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         raise _read_only_error("item assignment")
 
     def __copy__(self):
-        return self._with_levels(self._levels)
+        return self._with_points(self._product)
 
     def __deepcopy__(self, memo):
-        return self._with_levels(self._levels)
+        return self._with_points(self._product)
 
     def __getstate__(self):
-        return {"weights": np.array(self._weights), "levels": self._levels}
+        product = self._product
+        return {"weights": np.array(self._weights), "levels": self._points,
+                "fitted": product.fitted, "costs": product.costs.to_json()}
 
     def __setstate__(self, state):
         self._weights = _validate_weights(state["weights"])
-        self._set_levels(state["levels"])
+        points = tuple(state["levels"])
+        costs = state.get("costs")
+        if costs is not None:
+            costs = _costs.CostTable.from_json(costs, len(points) + 1)
+        self._set_points(points, costs, state.get("fitted"))
 
     def __repr__(self):
         head = f"ApproxMatrix(shape={self.shape}, dtype={self.dtype}"
-        if not self._levels:
+        if not self._product.fitted:
             return head + ", not fitted: products are exact)"
-        levels = ", ".join(f"C={lv.ncodebooks}: err {lv.error:.3g}" for lv in self._levels)
-        return head + f", levels=[{levels}])"
+        points = ", ".join(
+            f"{'C' if p.kind == 'lut' else 'rank '}{p.size}: err {p.error:.3g}"
+            for p in self._points
+        )
+        return head + f", points=[exact, {points}])" if points else head + ", points=[exact])"
 
-    def _with_levels(self, levels):
+    def _with_points(self, product):
         new = object.__new__(type(self))
         new._weights = self._weights
-        new._set_levels(levels)
+        new._set_points(product.points[1:], product.costs, product.fitted, product.rows)
         return new
 
     # ------------------------------------------------------------------ fitting
     @property
-    def levels(self) -> tuple:
-        """Fitted operating points, fewest codebooks first (empty before :meth:`fit`).
+    def levels(self) -> Levels:
+        """Fitted operating points (empty before :meth:`fit`), as a table.
+
+        Lookup-table points first (fewest codebooks first), then low-rank points
+        (lowest rank first). Each shows its kind, size, validated error, bytes read
+        besides ``x`` and its measured speedup over NumPy's product for a call of
+        4096 rows (fewer when the curves stop earlier) of the calibration dtype,
+        row-major, with the kernel threads of the current settings.
 
         Returns
         -------
-        tuple of LevelInfo
+        Levels
+            A tuple of :class:`LevelInfo`.
         """
-        return tuple(
-            LevelInfo(lv.ncodebooks, float(lv.error), int(lv.table_bytes)) for lv in self._levels
+        product = self._product
+        points = self._points
+        if not points:
+            return Levels((), "")
+        key = _costs.key_of(product.costs.reference_dtype, "C",
+                            _backend.kernel_threads(None))
+        curve = product.costs.curves.get(key)
+        if curve is None:
+            speedups = [float("nan")] * len(points)
+            at = "(not measured on this machine yet: calls measure it on first use)"
+        else:
+            n = curve.rows[-1]
+            exact = curve.predict(0, n)
+            speedups = [exact / curve.predict(i + 1, n) for i in range(len(points))]
+            at = (f"at N={n} rows of {np.dtype(key[0]).name}, row-major, "
+                  f"{key[2]} kernel thread{'s' if key[2] > 1 else ''}")
+        return Levels(
+            [LevelInfo(p.kind, int(p.size), float(p.error), int(p.nbytes), s)
+             for p, s in zip(points, speedups)],
+            at,
         )
 
     @property
     def fitted(self) -> bool:
         """Whether :meth:`fit` has been called (products may then be approximated)."""
-        return bool(self._levels)
+        return self._product.fitted
 
-    def fit(self, X_cal, ncodebooks=None, *, random_state=None, progress=False):
-        """Learn lookup-table approximations of ``x @ W`` from representative rows.
+    def fit(self, X_cal, ncodebooks=None, *, ranks=None, prune=None, random_state=None,
+            progress=False):
+        """Learn approximations of ``x @ W`` from representative rows, and time them.
+
+        Fits operating points of two kinds: lookup tables (MADDNESS, ``ncodebooks``)
+        and low-rank factors (``ranks``, reduced-rank regression on the calibration
+        rows); validates each one's error on held-out rows; then times every point
+        and the exact product on this machine (a few row counts, both layouts, one
+        and all kernel threads) so that each call can use the fastest point within
+        its budget. Dominated points (another, exact included, is as accurate and
+        as fast everywhere measured) are dropped when ``prune`` is true.
 
         Parameters
         ----------
         X_cal : array_like, shape (N, D)
-            Calibration rows that look like future left operands. Part of them is
-            held out to measure each level's error.
+            Calibration rows that look like future left operands (at least 200).
+            Part of them is held out to measure each point's error.
         ncodebooks : int or sequence of int, optional
-            Operating points to fit. Default: a ladder of powers of two that fit D.
+            Lookup-table points to fit. Default: a ladder of powers of two that fit
+            D. Given alone (``ranks`` omitted), only lookup-table points are fitted.
+        ranks : int or sequence of int, optional
+            Low-rank points to fit, each in ``[1, min(D, M)]``. Default: the powers
+            of two cheaper than the exact product, when ``ncodebooks`` is omitted
+            too; none when ``ncodebooks`` is given.
+        prune : bool, optional
+            Drop dominated points. Default: true for the default ladder, false when
+            ``ncodebooks`` or ``ranks`` fix the points.
         random_state : int, numpy.random.Generator or None, optional
-            Seed of the train/held-out split, for reproducible fits.
+            Seed of the train/held-out split, for reproducible points (the timings
+            vary from run to run, so pruning may too).
         progress : bool, optional
             Report progress on stderr.
 
@@ -288,18 +399,53 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         -------
         ApproxMatrix
             ``self``, fitted.
-        """
-        from ._fit import fit_levels
 
-        levels = fit_levels(
-            X_cal, self._weights, ncodebooks, random_state=random_state, progress=progress
-        )
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import approxmat as am
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((1000, 32)) @ rng.standard_normal((32, 32))
+        >>> W = am.ApproxMatrix(rng.standard_normal((32, 8))).fit(X, [4, 8], ranks=[2])
+        >>> [(p.kind, p.size) for p in W.levels]
+        [('lut', 4), ('lut', 8), ('lowrank', 2)]
+        """
+        from ._fit import fit_points
+
+        default = ncodebooks is None and ranks is None
+        if prune is None:
+            prune = default
+        elif not isinstance(prune, (bool, np.bool_)):
+            raise TypeError(f"prune must be True, False or None, got {prune!r}")
+        if not default:
+            ncodebooks = () if ncodebooks is None else ncodebooks
+            ranks = () if ranks is None else ranks
+        points = fit_points(X_cal, self._weights, ncodebooks, ranks,
+                            random_state=random_state, progress=progress)
         X_cal = np.asarray(X_cal)
-        self._set_levels(_budget.with_calibrated_ranges(level, X_cal) for level in levels)
+        points = [_budget.with_calibrated_ranges(p, X_cal) if p.kind == "lut" else p
+                  for p in points]
+        dtype = X_cal.dtype if X_cal.dtype.kind in "biuf" else np.dtype(np.float64)
+        rows = np.ascontiguousarray(X_cal[:TIMING_ROWS])
+        product = _call.Product(self._weights, points, _costs.CostTable(dtype=dtype),
+                                True, rows)
+        if progress:
+            print(f"approxmat fit: timing {len(points) + 1} points on this machine",
+                  file=sys.stderr, flush=True)
+        for layout in ("C", "F"):
+            for threads in sorted({1, _backend.kernel_threads(None)}):
+                product.curve(dtype, layout, threads, repeats=_costs.FIT_REPEATS)
+        if prune:
+            drop = set(_costs.dominated(product.costs, product.points))
+            keep = [i for i in range(len(product.points)) if i not in drop]
+            points = [product.points[i] for i in keep[1:]]
+            product = _call.Product(self._weights, points,
+                                    _costs.subset(product.costs, keep), True, rows)
+        self._product = product
         return self
 
     def save(self, path):
-        """Write weights and fitted levels to one file (no pickle).
+        """Write weights, fitted points and their measured costs to one file (no pickle).
 
         Parameters
         ----------
@@ -311,7 +457,9 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         """
         from . import _io
 
-        _io.save(path, np.asarray(self._weights), list(self._levels), {"approxmat": _version})
+        product = self._product
+        _io.save(path, np.asarray(self._weights), list(self._points), {"approxmat": _version},
+                 costs=product.costs, fitted=product.fitted)
 
     # ------------------------------------------------------------------ products
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -377,14 +525,8 @@ def load(path) -> ApproxMatrix:
     """
     from . import _io
 
-    weights, levels, _meta = _io.load(path)
+    weights, points, _meta, costs, fitted = _io.load(path, with_costs=True)
     W = ApproxMatrix(weights)
-    if levels:
-        D, M = W.shape
-        for lv in levels:
-            if lv.noutputs != M or int(np.max(lv.split_dims, initial=0)) >= D:
-                raise ValueError(
-                    "corrupt approxmat file: fitted levels do not match the stored weights"
-                )
-    return W._with_levels(levels)
+    W._set_points(points, costs, fitted)
+    return W
 

@@ -7,7 +7,8 @@ Everything here runs once, at fit time, in NumPy/SciPy. The output is a list of
 Modules: :mod:`._driver` (input checks, the split of the calibration rows, the
 fit of each level, progress), :mod:`._trees` (split search, proxies, tree
 learning), :mod:`._tables` (leaf means, ridge refit, choice of its penalty),
-:mod:`._quantise` (8-bit tables, least-squares correction) and
+:mod:`._quantise` (8-bit tables, least-squares correction),
+:mod:`._lowrank` (low-rank points by reduced-rank regression) and
 :mod:`._options` (:class:`FitOptions`, the settings that are choices).
 
 Outline of :func:`fit_levels` (see ``design/algorithm.md``):
@@ -69,7 +70,9 @@ from ._driver import (
     VALIDATE_FRACTION,
     default_ncodebooks,
     fit_levels,
+    fit_points,
 )
+from ._lowrank import default_ranks, fit_lowrank
 from ._options import FitOptions
 from ._quantise import quantize_tables
 
@@ -80,6 +83,9 @@ __all__ = [
     "SELECT_FRACTION",
     "VALIDATE_FRACTION",
     "default_ncodebooks",
+    "default_ranks",
     "fit_levels",
+    "fit_lowrank",
+    "fit_points",
     "quantize_tables",
 ]

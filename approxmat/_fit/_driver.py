@@ -21,6 +21,7 @@ from .._reference import approx_matmul, encode
 from ._options import FitOptions
 from ._quantise import quantize_for_codes
 from ._tables import choose_penalty, partials, predict, relative_error, ridge_refit
+from ._lowrank import default_ranks, fit_lowrank
 from ._trees import block_bounds, learn_trees
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "VALIDATE_FRACTION",
     "default_ncodebooks",
     "fit_levels",
+    "fit_points",
 ]
 
 #: Fewest calibration rows :func:`fit_levels` accepts: 60 % of them (120 rows,
@@ -274,6 +276,43 @@ def fit_levels(
     >>> ref[0].error < 1
     True
     """
+    return fit_points(X_cal, weights, ncodebooks, (), random_state=random_state,
+                      progress=progress, options=options, _stats=_stats)
+
+
+def fit_points(
+    X_cal, weights, ncodebooks=None, ranks=None, *, random_state=None, progress=False,
+    options=None, _stats=None,
+):
+    """Learn lookup-table levels and low-rank points from one split of the rows.
+
+    Parameters
+    ----------
+    X_cal, weights, random_state, progress, options
+        As for :func:`fit_levels`.
+    ncodebooks : int, sequence of int or None
+        Lookup-table levels to fit (:func:`fit_levels`'s default ladder when
+        None); an empty sequence fits none.
+    ranks : int, sequence of int or None
+        Ranks of low-rank points, each in ``[1, min(D, M)]``
+        (:func:`~approxmat._fit._lowrank.default_ranks` when None); an empty
+        sequence fits none.
+
+    Returns
+    -------
+    list
+        The levels sorted by ``ncodebooks``, then the low-rank points sorted by
+        rank, each with its error validated on the same held-out rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((400, 16))
+    >>> points = fit_points(X, rng.standard_normal((16, 6)), [4], [1, 2], random_state=0)
+    >>> [(p.kind, p.size) for p in points]
+    [('lut', 4), ('lowrank', 1), ('lowrank', 2)]
+    """
     if options is None:
         options = FitOptions()
     elif not isinstance(options, FitOptions):
@@ -282,7 +321,8 @@ def fit_levels(
     if W.ndim != 2:
         raise ValueError(f"weights must be 2-D (D, M), got shape {W.shape}")
     D, M = W.shape
-    Cs = _check_ncodebooks(ncodebooks, D)
+    Cs = [] if _is_empty(ncodebooks) else _check_ncodebooks(ncodebooks, D)
+    rs = default_ranks(D, M) if ranks is None else _check_ranks(ranks, D, M)
     X = _check_calibration(X_cal, D)
     W = W.astype(np.float64)
 
@@ -291,7 +331,41 @@ def fit_levels(
     # the work, so run it single-threaded.
     with _single_threaded_blas():
         cal = _Calibration.split(X, W, random_state)
-        return _fit_all(Cs, cal, options, progress, _stats)
+        levels = _fit_all(Cs, cal, options, progress, _stats)
+        lowrank = fit_lowrank(cal, rs)
+    for p in lowrank:
+        _progress_log(progress, f"approxmat fit rank {p.size}: ")(
+            f"validated error {p.error:.4f}")
+    return levels + lowrank
+
+
+def _is_empty(values):
+    return values is not None and np.iterable(values) and not isinstance(
+        values, (str, bytes)) and len(values) == 0
+
+
+def _check_ranks(ranks, D, M):
+    """The sorted distinct ranks to fit; raises on bad input."""
+    if isinstance(ranks, (numbers.Integral, np.integer)) and not isinstance(
+        ranks, (bool, np.bool_)
+    ):
+        ranks = [ranks]
+    elif isinstance(ranks, (str, bytes)) or not np.iterable(ranks):
+        raise TypeError(
+            f"ranks must be None, an int or a sequence of ints, got {type(ranks).__name__}"
+        )
+    out = set()
+    for r in ranks:
+        if isinstance(r, (bool, np.bool_)) or not isinstance(r, (numbers.Integral, np.integer)):
+            raise TypeError(f"ranks must contain ints, got {r!r} of type {type(r).__name__}")
+        r = int(r)
+        if not 1 <= r <= min(D, M):
+            raise ValueError(
+                f"rank {r} is out of range: a rank must be in [1, min(D, M)] = "
+                f"[1, {min(D, M)}] for weights of shape ({D}, {M})"
+            )
+        out.add(r)
+    return sorted(out)
 
 
 class _single_threaded_blas:
