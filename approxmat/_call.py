@@ -339,17 +339,18 @@ class Product:
         ``(_SCHEDULED, schedules, runs, result, allowed)`` for the point predicted
         fastest, with ``schedules`` filled per (layout, threads) on first use.
         """
+        result = result_dtype(x.dtype, self.weights.dtype)
+        if result == _F16:
+            if not self.fitted or self.plan(config.tolerance)[0] == "exact":
+                return (_GENERAL,)  # exact() computes float16 products in float32
         if not self.fitted:
             return _EXACT_ONLY, "not fitted"
-        result = result_dtype(x.dtype, self.weights.dtype)
         if result is None:
             return _EXACT_ONLY, f"{x.dtype} left operands are computed exactly"
         if result not in APPROX_RESULT_DTYPES:
             return _EXACT_ONLY, f"{result} results are computed exactly"
         how = self.plan(config.tolerance)
         if how[0] == "exact":
-            if result == _F16:
-                return (_GENERAL,)  # exact() computes float16 products in float32
             return _EXACT_ONLY, how[1]
         if x.dtype not in _KERNEL_DTYPES or result not in _KERNEL_DTYPES:
             return (_GENERAL,)

@@ -8,10 +8,11 @@ File layout (all integers little-endian)::
     20      4     uint32 header length H (<= MAX_HEADER_BYTES)
     24      8     uint64 payload length P
     32      H     header: UTF-8 JSON object, exactly the keys
-                  {"meta", "weights", "levels"}:
+                  {"meta", "weights", "points", "fitted", "costs"}:
                   "meta": the caller's small JSON-able dict,
                   "weights": {"dtype": "<f8", "shape": [D, M]},
-                  "levels": [C_1, C_2, ...] (codebook counts, in order)
+                  "points": [{"kind": ..., "size": ...}, ...] (in order),
+                  "fitted": true or false, "costs": the cost table or null
     32+H    P     payload: the raw little-endian arrays, back to back:
                   weights (D, M); then for each point, by kind:
                   "lut": split_dims <i4 (C, 4), thresholds <f4 (C, 15),
@@ -413,8 +414,8 @@ def _parse(header, payload, version=FORMAT_VERSION):
     for spec, arrs, err in zip(specs, arrays, errors):
         what = ("the level with C=" if spec["kind"] == "lut" else "the point of rank ") + str(
             spec["size"])
-        if not err >= 0:
-            raise _bad(f"negative or NaN error in {what}")
+        if err < 0:  # NaN is allowed: an error not measured
+            raise _bad(f"negative error in {what}")
         if spec["kind"] == "lowrank":
             if not (np.isfinite(arrs["left"]).all() and np.isfinite(arrs["right"]).all()):
                 raise _bad(f"non-finite factors in {what}")

@@ -319,6 +319,22 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         new._set_points(product.points[1:], product.costs, product.fitted, product.rows)
         return new
 
+    @property
+    def _levels(self):
+        """The fitted points (:class:`Level` / :class:`LowRank` objects), exact excluded."""
+        return self._points
+
+    def _with_levels(self, points):
+        """A copy of ``self`` fitted with exactly ``points`` (benchmarks and tests).
+
+        No point is dropped; the cost curves are measured on the first call that
+        needs them.
+        """
+        new = object.__new__(type(self))
+        new._weights = self._weights
+        new._set_points(tuple(points), None, True)
+        return new
+
     # ------------------------------------------------------------------ fitting
     @property
     def levels(self) -> Levels:

@@ -63,7 +63,7 @@ class LowRank:
     >>> import numpy as np
     >>> p = LowRank(np.ones((3, 1)), np.ones((1, 2)), error=0.25)
     >>> p.kind, p.size, p.nbytes
-    ('lowrank', 1, 40)
+    ('lowrank', 1, 20)
     """
 
     left: np.ndarray

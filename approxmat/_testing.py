@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels, _reference
+from . import _costs, _kernels, _reference
 from ._level import Level
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "random_x",
     "strided_output",
     "with_bounds",
+    "with_costs",
     "with_ranges",
 ]
 
@@ -455,3 +456,34 @@ def assert_bits_equal(got, want, err_msg=""):
         f"{err_msg}: {got.dtype} {got.shape} != {want.dtype} {want.shape}")
     np.testing.assert_array_equal(np.ascontiguousarray(got).view(np.uint8),
                                   np.ascontiguousarray(want).view(np.uint8), err_msg=err_msg)
+
+
+class _AnyKey(dict):
+    """A curves dict that has one curve for every key (never measures)."""
+
+    def __init__(self, curve):
+        super().__init__()
+        self.curve = curve
+
+    def get(self, key, default=None):
+        return self.curve
+
+
+def with_costs(W, seconds=None):
+    """A copy of the fitted ``W`` whose calls choose by ``seconds``, not by timing.
+
+    ``seconds[i]`` is the cost of one row with point ``i`` (0 is exact), for every
+    dtype, layout and thread count; a call of ``n`` rows costs ``n`` times that.
+    Default: ``D * M`` for exact and the point's size (codebooks or rank) for the
+    others, so a budget takes the smallest point within it, as tests expect.
+    """
+    points = W._points
+    if seconds is None:
+        D, M = W.shape
+        seconds = [float(D * M)] + [float(p.size) for p in points]
+    if len(seconds) != len(points) + 1:
+        raise ValueError(f"need {len(points) + 1} costs, got {len(seconds)}")
+    curve = _costs.Curve((1, 4096), tuple((1e-6 * s, 4096e-6 * s) for s in seconds))
+    new = W.__copy__()
+    new._product.costs.curves = _AnyKey(curve)
+    return new

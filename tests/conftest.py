@@ -31,7 +31,7 @@ def fitted_pair(rng):
     weights = rng.standard_normal((D, M))
     W = am.ApproxMatrix(weights)
     levels = [_plain_level(D, M, 4, rng, error=0.3), _plain_level(D, M, 8, rng, error=0.1)]
-    return weights, W._with_levels(levels)
+    return weights, _testing.with_costs(W._with_levels(levels))
 
 
 @pytest.fixture

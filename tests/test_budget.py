@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import approxmat as am
-from approxmat import _budget, _reference
+from approxmat import _budget, _reference, _testing
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,8 @@ def problem():
 
     weights = rng.standard_normal((16, 4))
     W = am.ApproxMatrix(weights).fit(rows(2000), ncodebooks=[2, 8], random_state=0)
-    return W, weights, rows
+    # Budgets choose the fewest codebooks within them (cost by size, not timing).
+    return _testing.with_costs(W), weights, rows
 
 
 @pytest.fixture(autouse=True)
@@ -175,7 +176,7 @@ def test_exact_reasons(problem):
     assert am.last_call().reason == "complex128 left operands are computed exactly"
     with am.config(tolerance=1e-9):
         rows(2) @ W
-    assert am.last_call().reason == "no fitted level has validated error <= tolerance 1e-09"
+    assert am.last_call().reason == "no fitted point has validated error <= tolerance 1e-09"
 
 
 @am.config(drift_fraction=0.05)

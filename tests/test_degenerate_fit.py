@@ -59,8 +59,9 @@ def test_exactly_representable_data_is_fitted_closely():
 def test_narrow_inputs_and_as_many_codebooks_as_columns(D):
     X = rng.standard_normal((400, D))
     weights = rng.standard_normal((D, 2))
-    W = am.ApproxMatrix(weights).fit(X, random_state=0)  # default ladder adapts to D
-    assert max(level.ncodebooks for level in W.levels) <= D
+    W = am.ApproxMatrix(weights).fit(X, random_state=0, prune=False)  # ladder adapts to D
+    sizes = [level.ncodebooks for level in W.levels if level.kind == "lut"]
+    assert sizes and max(sizes) <= D
     W2 = am.ApproxMatrix(weights).fit(X, ncodebooks=D, random_state=0)  # C = D
     check_fitted(W2, X)
 

@@ -146,7 +146,13 @@ def _forge(header, payload, version=FORMAT_VERSION, hlen=None, plen=None):
 
 
 def _good_header(C=1, D=3, M=2, dtype="<f8"):
-    return {"meta": {}, "weights": {"dtype": dtype, "shape": [D, M]}, "levels": [C]}
+    return {"meta": {}, "weights": {"dtype": dtype, "shape": [D, M]},
+            "points": [{"kind": "lut", "size": C}], "fitted": True, "costs": None}
+
+
+def _v1_header(C=1, D=3, M=2):
+    """The header of a version-1 file: codebook counts only, no costs."""
+    return {"meta": {}, "weights": {"dtype": "<f8", "shape": [D, M]}, "levels": [C]}
 
 
 def _good_payload(C=1, D=3, M=2, split=0):
@@ -213,7 +219,7 @@ def test_extra_or_missing_members():
     with pytest.raises(ValueError, match="exactly the keys"):
         load(_forge(h, _good_payload()))
     h = _good_header()
-    del h["levels"]
+    del h["points"]
     with pytest.raises(ValueError, match="exactly the keys"):
         load(_forge(h, _good_payload()))
     h = _good_header()
@@ -233,11 +239,11 @@ def test_inconsistent_shapes_and_values():
     with pytest.raises(ValueError, match="invalid number of codebooks 4"):
         load(_forge(h, _good_payload()))
     h = _good_header()
-    h["levels"] = [1.5]
+    h["points"] = [{"kind": "lut", "size": 1.5}]
     with pytest.raises(ValueError, match="invalid number of codebooks"):
         load(_forge(h, _good_payload()))
     h = _good_header()
-    h["levels"] = [1, 1]  # payload holds only one level
+    h["points"] = [{"kind": "lut", "size": 1}] * 2  # payload holds only one level
     with pytest.raises(ValueError, match="header describes"):
         load(_forge(h, _good_payload()))
     with pytest.raises(ValueError, match=r"split columns outside \[0, 3\)"):

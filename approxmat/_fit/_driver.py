@@ -276,6 +276,8 @@ def fit_levels(
     >>> ref[0].error < 1
     True
     """
+    if _is_empty(ncodebooks):
+        _check_ncodebooks(ncodebooks, 1)  # raises: an empty ladder fits nothing
     return fit_points(X_cal, weights, ncodebooks, (), random_state=random_state,
                       progress=progress, options=options, _stats=_stats)
 
@@ -323,6 +325,11 @@ def fit_points(
     D, M = W.shape
     Cs = [] if _is_empty(ncodebooks) else _check_ncodebooks(ncodebooks, D)
     rs = default_ranks(D, M) if ranks is None else _check_ranks(ranks, D, M)
+    if not Cs and not rs and not (ncodebooks is None and ranks is None):
+        raise ValueError(
+            "nothing to fit: ncodebooks is empty and there are no ranks; pass at least "
+            "one number of codebooks or one rank, or neither for the default ladder"
+        )
     X = _check_calibration(X_cal, D)
     W = W.astype(np.float64)
 
