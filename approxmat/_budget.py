@@ -156,7 +156,10 @@ def last_call() -> CallReport | None:
         return None
     point, rows, seconds, pred, reason = fields[:5]
     if reason is None:
-        reason = describe(point) + (" predicted fastest within the budget" if pred else "")
+        if pred is not None:
+            reason = describe(point) + " predicted fastest within the budget"
+        else:  # tolerance=None
+            reason = describe(point) + ": the most accurate fitted point"
     predicted = pred[0].predict(pred[1], rows) if pred is not None else math.nan
     ncodebooks = point.size if point.kind == "lut" else None
     # fields[5:]: verified, estimate, bound, fell_back, outside, nonfinite (or absent)

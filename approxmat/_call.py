@@ -419,8 +419,7 @@ class Product:
         threads = _kernel_threads(config.threads)
         sched = self.schedule(config.tolerance, how[1], key_dtype.str, layout_of(x), threads)
         index = sched.index(_rows(x))
-        reason = "the exact product is predicted fastest for this call" if index == 0 else None
-        return self.points[index], reason, (sched.curve, index)
+        return self.points[index], None, (sched.curve, index)
 
     def exact(self, x, kwargs, out, name):
         """The exact product, by NumPy (float16 results through float32 BLAS)."""

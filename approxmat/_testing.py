@@ -474,16 +474,20 @@ def with_costs(W, seconds=None):
 
     ``seconds[i]`` is the cost of one row with point ``i`` (0 is exact), for every
     dtype, layout and thread count; a call of ``n`` rows costs ``n`` times that.
+    ``seconds`` may also be a :class:`~approxmat._costs.Curve`, used for every key.
     Default: ``D * M`` for exact and the point's size (codebooks or rank) for the
     others, so a budget takes the smallest point within it, as tests expect.
     """
     points = W._points
-    if seconds is None:
-        D, M = W.shape
-        seconds = [float(D * M)] + [float(p.size) for p in points]
-    if len(seconds) != len(points) + 1:
-        raise ValueError(f"need {len(points) + 1} costs, got {len(seconds)}")
-    curve = _costs.Curve((1, 4096), tuple((1e-6 * s, 4096e-6 * s) for s in seconds))
+    if isinstance(seconds, _costs.Curve):
+        curve = seconds
+    else:
+        if seconds is None:
+            D, M = W.shape
+            seconds = [float(D * M)] + [float(p.size) for p in points]
+        curve = _costs.Curve((1, 4096), tuple((1e-6 * s, 4096e-6 * s) for s in seconds))
+    if len(curve.seconds) != len(points) + 1:
+        raise ValueError(f"need {len(points) + 1} costs, got {len(curve.seconds)}")
     new = W.__copy__()
     new._product.costs.curves = _AnyKey(curve)
     return new
