@@ -25,6 +25,7 @@ __all__ = [
     "FLAG_NONFINITE",
     "FLAG_OUT_OF_RANGE",
     "KERNEL_DTYPES",
+    "aligned_empty",
     "available_cores",
     "empty_output",
     "kernel_entry",
@@ -109,6 +110,21 @@ def empty_output(nrows: int, ncols: int, dtype) -> np.ndarray:
     if nbytes < ALIGNED_OUTPUT_MIN_BYTES:
         return np.empty((nrows, ncols), dtype)
     return _kernels.aligned_bytes(nbytes).view(dtype).reshape(nrows, ncols)
+
+
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array starting on a 64-byte boundary.
+
+    Examples
+    --------
+    >>> a = aligned_empty((3, 5), np.float64)
+    >>> a.shape, a.ctypes.data % 64, a.flags.c_contiguous
+    ((3, 5), 0, True)
+    """
+    dtype = np.dtype(dtype)
+    nbytes = max(1, int(np.prod(shape)) * dtype.itemsize)
+    return _kernels.aligned_bytes(nbytes)[: int(np.prod(shape)) * dtype.itemsize].view(
+        dtype).reshape(shape)
 
 
 def packed_level(level, variant=None):

@@ -153,8 +153,8 @@ class Product:
         the calibrated ranges when omitted).
     """
 
-    __slots__ = ("weights", "points", "fitted", "costs", "rows", "_plans", "_schedules",
-                 "_fast", "_weights64", "_weights32", "_warned", "_lock")
+    __slots__ = ("weights", "points", "fitted", "costs", "rows", "plain", "_plans",
+                 "_schedules", "_fast", "_weights64", "_weights32", "_warned", "_lock")
 
     def __init__(self, weights, points=(), costs=None, fitted=None, rows=None):
         self.weights = weights
@@ -162,6 +162,9 @@ class Product:
         self.fitted = bool(points) if fitted is None else bool(fitted)
         self.costs = costs.for_machine() if costs is not None else _costs.CostTable()
         self.rows = rows
+        # Not fitted, and no result can be float16 (computed in float32 by exact()):
+        # every product is NumPy's own, whatever the settings.
+        self.plain = not self.fitted and weights.dtype in (_F32, _F64)
         self._plans = {}  # tolerance -> plan()
         self._schedules = {}  # (tolerance, dtype, layout, threads) -> Schedule
         self._fast = {}  # (tolerance, x dtype, check_finite) -> fast-path entry
@@ -213,24 +216,33 @@ class Product:
         return _costs.measure(runners, sample, repeats)
 
     def runner(self, point, threads):
-        """``run(x) -> y``: one call with ``point`` as :meth:`__call__` would make it,
-        without its report (for timing)."""
+        """``run(x) -> y``: one call with ``point`` as the fast path makes it, without
+        the dispatch and the report common to every point (for timing)."""
+        weights = self.weights
+        M = weights.shape[1]
         if point is EXACT:
-            return lambda x: self.exact(x, {}, None, "matmul")
-        M = self.weights.shape[1]
-        wdtype = self.weights.dtype
+            def exact(x):
+                if result_dtype(x.dtype, weights.dtype) == _F16:
+                    return self.exact(x, {}, None, "matmul")
+                return _MATMUL(x, weights)
 
-        def run(x):
-            result = result_dtype(x.dtype, wdtype)
+            return exact
+        run = _fast_run(point, True)
+
+        def approx(x):
+            result = result_dtype(x.dtype, weights.dtype)
             compute = _F64 if result == _F64 else _F32
             x2d = x if x.dtype in _KERNEL_DTYPES else x.astype(compute)
-            y = _backend.empty_output(x2d.shape[0], M, compute)
-            flags = self.compute(point, x2d, y, threads, True)
+            if x2d.shape[0] * M * 8 < _SMALL_OUTPUT_BYTES:
+                y = np.empty((x2d.shape[0], M), compute)
+            else:
+                y = _backend.empty_output(x2d.shape[0], M, compute)
+            flags = run(x2d, y, threads)
             if flags is not None:
                 np.count_nonzero(flags & 1)
             return y if result == compute else y.astype(result)
 
-        return run
+        return approx
 
     def compute(self, point, x2d, y2d, threads, check_finite):
         """Write ``point``'s product of rows ``x2d`` into ``y2d``; the row flags or None.
@@ -252,6 +264,17 @@ class Product:
         ones run when ``x`` is float32/float64, verification is off, and any ``out=``
         is a plain C-contiguous buffer of the result dtype.
         """
+        if self.plain:
+            if out is None:
+                t0 = _clock()
+                y = _MATMUL(x, self.weights)
+            elif type(out) is tuple and len(out) == 1 and type(out[0]) is np.ndarray:
+                t0 = _clock()
+                y = _MATMUL(x, self.weights, out=out)
+            else:
+                return None
+            _set_last((EXACT, x.shape[0], _clock() - t0, None, "not fitted"))
+            return y
         config = _config_now()
         key = (config.tolerance, x.dtype, config.check_finite)
         entry = self._fast.get(key)

@@ -50,7 +50,7 @@ KNOT_ROWS = (1, 16, 256, 4096)
 #: No larger knot is timed once a call at a knot took this long (seconds).
 SLOW_CALL_SECONDS = 0.02
 #: Each timed sample repeats the call until it lasts at least this long (seconds).
-SAMPLE_SECONDS = 50e-6
+SAMPLE_SECONDS = 100e-6
 #: A point other than the exact product is chosen only where it is predicted this
 #: fraction faster than the exact product.
 MARGIN = 0.05

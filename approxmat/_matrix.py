@@ -22,7 +22,7 @@ import sys
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from . import _backend, _budget, _call, _costs
+from . import _backend, _budget, _call, _costs, _dispatch
 from ._build_info import version as _version
 
 __all__ = ["ApproxMatrix", "LevelInfo", "Levels", "load"]
@@ -136,8 +136,15 @@ def _validate_weights(weights) -> np.ndarray:
                 f"index {first}: {array[first]!r}. Replace them (e.g. np.nan_to_num) first."
             )
     # A private, read-only copy: later writes to the caller's array cannot make the
-    # fitted tables stale. The view on top cannot be made writeable again.
-    private = np.array(array, copy=True, order="C")
+    # fitted tables stale. The view on top cannot be made writeable again. It starts
+    # on a 64-byte boundary: OpenBLAS's small products run up to 15 % faster so
+    # (measured: (16, 192) @ (192, 64) float32, 2.71 against 3.17 us).
+    private = _backend.aligned_empty(array.shape, array.dtype)
+    private[...] = array
+    base = private.base
+    while isinstance(base, np.ndarray):  # read-only down to the owner: no way back
+        base.flags.writeable = False
+        base = base.base
     private.flags.writeable = False
     view = private.view()
     view.flags.writeable = False
@@ -478,19 +485,29 @@ class ApproxMatrix(NDArrayOperatorsMixin):
                  costs=product.costs, fitted=product.fitted)
 
     # ------------------------------------------------------------------ products
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+    #: ``x @ W``, ``np.matmul(x, W, ...)`` and every other ufunc with ``W`` as an
+    #: operand. Compiled (:mod:`approxmat._dispatch`): it answers one-row products
+    #: that are NumPy's own in C and hands every other call to
+    #: :meth:`_array_ufunc_python`.
+    __array_ufunc__ = _dispatch.array_ufunc
+
+    def _array_ufunc_python(self, ufunc, method, inputs, kwargs):
+        """``__array_ufunc__`` for the calls :mod:`approxmat._dispatch` does not answer."""
         right_operand = (  # x @ W, np.matmul(x, W, ...): the product we approximate
-            ufunc is _MATMUL and method == "__call__" and len(inputs) == 2
-            and inputs[1] is self and inputs[0] is not self
+            ufunc is _MATMUL and len(inputs) == 2 and inputs[1] is self
+            and method == "__call__" and inputs[0] is not self
         )
         if right_operand:
             x = inputs[0]
             product = self._product  # read once: a concurrent fit swaps it whole
-            if (  # the common `x @ W` or `np.matmul(x, W, out=buf)`: try the fast path
-                type(x) is np.ndarray and x.ndim == 2
-                and (not kwargs or (len(kwargs) == 1 and "out" in kwargs))
-            ):
-                y = product.fast(x, kwargs.get("out"))
+            if type(x) is np.ndarray and x.ndim == 2:
+                # the common `x @ W` or `np.matmul(x, W, out=buf)`: try the fast path
+                if not kwargs:
+                    y = product.fast(x)
+                elif len(kwargs) == 1 and "out" in kwargs:
+                    y = product.fast(x, kwargs["out"])
+                else:
+                    y = None
                 if y is not None:
                     return y
         if _contains_self(kwargs.get("out", ()), self):

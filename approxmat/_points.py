@@ -115,14 +115,22 @@ class LowRank:
         return (self.left.size + self.right.size) * 4
 
     def factors(self, dtype):
-        """``(left, right)`` as C-contiguous arrays of ``dtype``, converted once."""
+        """``(left, right)`` as C-contiguous arrays of ``dtype``, converted once (64-byte
+        aligned)."""
         pair = self.cache.get(dtype)
         if pair is None:
-            pair = self.cache[dtype] = (
-                np.ascontiguousarray(self.left, dtype=dtype),
-                np.ascontiguousarray(self.right, dtype=dtype),
-            )
+            pair = self.cache[dtype] = (_aligned(self.left, dtype), _aligned(self.right, dtype))
         return pair
+
+
+def _aligned(a, dtype):
+    """A read-only copy of ``a`` as ``dtype`` on a 64-byte boundary (faster BLAS calls)."""
+    from ._backend import aligned_empty
+
+    out = aligned_empty(a.shape, dtype)
+    out[...] = a
+    out.flags.writeable = False
+    return out
 
 
 def describe(point) -> str:

@@ -380,3 +380,34 @@ def test_corrupt_points_are_rejected():
         am.load(_lowrank_file(None, kind="pca"))
     with pytest.raises(ValueError, match="costs must have exactly the keys"):
         am.load(_lowrank_file({"fingerprint": "x"}))
+
+
+# ---------------------------------------------------------------- the compiled entry
+def test_the_compiled_entry_answers_like_the_python_one(mixed, rng):
+    from approxmat import _dispatch
+
+    weights, W = mixed
+    assert am.ApproxMatrix.__array_ufunc__ is _dispatch.array_ufunc
+    W = _testing.with_costs(W, _crossing_curve())
+    lut = W._levels[0]
+    x = rng.standard_normal((300, 24))
+    for tol in (0, 0.5, None, 0.5):  # 0.5 twice: the second call from the cached entry
+        with am.config(tolerance=tol):
+            want = W._array_ufunc_python(np.matmul, "__call__", (x, W), {})
+            report = am.last_call()
+            np.testing.assert_array_equal(x @ W, want)
+            assert am.last_call().kind == report.kind
+            buf = np.empty((300, 5))
+            assert np.matmul(x, W, out=(buf,)) is buf and np.matmul(x, W, out=buf) is buf
+            np.testing.assert_array_equal(buf, want)
+            with pytest.raises(ValueError, match="mismatch in its core dimension"):
+                x[:, :5] @ W
+    with am.config(tolerance=0.5):
+        np.testing.assert_array_equal(x @ W, _reference.approx_matmul(x, lut, np.float64))
+        with pytest.raises(TypeError, match="read-only"):
+            np.matmul(x, W, out=W)
+        bad = np.empty((300, 5), np.int64)
+        with pytest.raises(TypeError):  # NumPy's casting error for out=
+            np.matmul(x, W, out=bad)
+    y = np.add(W, 1)  # other ufuncs: the wrapped array's
+    np.testing.assert_array_equal(y, weights + 1)

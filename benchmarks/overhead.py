@@ -1,0 +1,124 @@
+"""What the call path adds to NumPy's own product: exact fallbacks, unfitted matrices,
+the approximate path and the per-call choice by cost.
+
+Run: ``python benchmarks/overhead.py [--reps 30] [--quick]``
+
+For each shape and row count, every contender computes the same call, interleaved
+(each repetition runs every contender once, in a new random order); a contender's
+figure is the **minimum** over repetitions of the mean time of a batch of calls
+(enough calls for about 2 ms). One process, float32 row-major ``x``, one BLAS and one
+kernel thread unless ``--threads`` says otherwise.
+
+Contenders:
+
+* ``numpy``: ``x @ weights``.
+* ``unfitted``: ``x @ W`` with ``W = ApproxMatrix(weights)`` (never fitted).
+* ``tol=0``: ``x @ W`` of a fitted ``W`` under ``config(tolerance=0)`` (exact).
+* ``approx``: ``x @ W`` of a fitted ``W`` with the default ``tolerance=None`` (the
+  most accurate lookup-table point, whatever it costs).
+* ``tol=t``: ``config(tolerance=t)`` with ``t`` above every point's validated error,
+  so the call takes whatever its cost curve predicts fastest (exact included).
+* ``dot``: ``np.dot(x, W)`` of the unfitted ``W`` (``__array_function__``).
+
+Printed: microseconds per call and each contender's excess over ``numpy``, in
+microseconds and in percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import approxmat as am
+from approxmat import _testing
+
+SHAPES = [(64, 16, 8), (512, 10, 16), (192, 64, 16)]  # (D, M, C)
+ROWS = [1, 16, 10_000, 100_000]
+
+
+def _batch(fn, target=2e-3):
+    """Calls per timed batch; the first calls (which may measure cost curves) are
+    warm-up."""
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        fn()
+    one = max((time.perf_counter() - t0) / 10, 1e-7)
+    return max(1, min(20_000, int(target / one)))
+
+
+def _time(fns, reps):
+    sizes = [_batch(f) for f in fns]
+    best = [float("inf")] * len(fns)
+    order = list(range(len(fns)))
+    for _ in range(reps):
+        random.shuffle(order)
+        for i in order:
+            f, k = fns[i], sizes[i]
+            t0 = time.perf_counter()
+            for _ in range(k):
+                f()
+            best[i] = min(best[i], (time.perf_counter() - t0) / k)
+    return best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="fewer rows and reps")
+    args = parser.parse_args(argv)
+    reps = 5 if args.quick else args.reps
+    rows = ROWS[:3] if args.quick else ROWS
+    rng = np.random.default_rng(0)
+    names = ["numpy", "unfitted", "tol=0", "approx", "tol=t", "dot"]
+    print(f"approxmat {am.__version__}, kernel threads {args.threads}, BLAS threads "
+          f"{args.threads}, float32 row-major x; us per call (excess over numpy)")
+    head = f"{'D':>4} {'M':>4} {'N':>7} " + " ".join(f"{n:>18}" for n in names) + "  chosen"
+    print(head)
+    with threadpool_limits(args.threads), am.config(threads=args.threads):
+        for D, M, C in SHAPES:
+            weights = rng.standard_normal((D, M)).astype(np.float32)
+            unfitted = am.ApproxMatrix(weights)
+            level = _testing.random_level(D, M, C, rng)
+            fitted = unfitted._with_levels([level])
+            top = level.error if level.error == level.error else 0.5
+            for n in rows:
+                x = rng.standard_normal((n, D)).astype(np.float32)
+                plain = {
+                    "numpy": lambda: x @ weights,
+                    "unfitted": lambda: x @ unfitted,
+                    "approx": lambda: x @ fitted,
+                    "dot": lambda: np.dot(x, unfitted),
+                }
+                results = dict(zip(plain, _time(list(plain.values()), reps)))
+                # Entering config() costs more than a one-row product, so the budgeted
+                # contenders run inside their block, against NumPy timed in the same block.
+                for name, t in (("tol=0", 0), ("tol=t", top + 1)):
+                    with am.config(tolerance=t):
+                        numpy_t, ours = _time([plain["numpy"], plain["approx"]], reps)
+                        x @ fitted
+                        chosen = am.last_call()
+                    results[name] = results["numpy"] + ours - numpy_t
+                base = results["numpy"]
+                cells = []
+                for name in names:
+                    t = results[name]
+                    extra = t - base
+                    if n <= 16:
+                        cells.append(f"{t * 1e6:7.2f} ({extra * 1e6:+6.2f}us)")
+                    else:
+                        cells.append(f"{t * 1e6:7.0f} ({100 * extra / base:+6.1f}%)")
+                print(f"{D:>4} {M:>4} {n:>7} " + " ".join(f"{c:>18}" for c in cells)
+                      + f"  {chosen.kind} {chosen.size}")
+                sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
