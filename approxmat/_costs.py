@@ -5,10 +5,12 @@ matrix (the exact product first) at a few row counts, the *knots* (1, 16, 256 an
 4096 rows; fewer when a call at a knot already takes :data:`SLOW_CALL_SECONDS`), for
 one *key*: the dtype of ``x``, its layout (``"C"`` row-major or ``"F"``
 column-major) and the kernel thread count. Between knots the time is interpolated
-linearly in the row count; beyond the last knot it grows at the slope of the last
-segment. Each time is the minimum over interleaved repetitions (every point once per
-repetition, in a shuffled order), each repetition long enough
-(:data:`SAMPLE_SECONDS`) for the clock.
+linearly in the row count; beyond the last knot it is proportional to the row count
+(the time per row of the last knot), so that two points compare there as they do at
+the last knot. Each time is the minimum over interleaved repetitions (every point once
+per repetition, in a shuffled order), each repetition long enough
+(:data:`SAMPLE_SECONDS`) for the clock; a measured series is made non-decreasing in
+the row count (a larger call never takes less time: a dip is noise).
 
 :class:`CostTable` is the set of curves of one matrix, tagged with the
 :func:`fingerprint` of the machine, build and kernel variant that measured them. A
@@ -112,8 +114,8 @@ class Curve:
     Examples
     --------
     >>> c = Curve((1, 16), ((1e-6, 4e-6), (2e-6, 3e-6)))
-    >>> c.predict(0, 1), c.predict(0, 31), c.predict(1, 0)
-    (1e-06, 7e-06, 2e-06)
+    >>> c.predict(0, 1), c.predict(0, 8), c.predict(0, 32), c.predict(1, 0)
+    (1e-06, 2.4e-06, 8e-06, 2e-06)
     """
 
     rows: tuple
@@ -136,9 +138,11 @@ class Curve:
     def predict(self, i, n) -> float:
         """Predicted seconds of point ``i`` for a call of ``n`` rows."""
         rows, s = self.rows, self.seconds[i]
-        if n <= rows[0] or len(rows) == 1:
-            return s[0] if n <= rows[0] else s[0] * n / rows[0]
-        k = min(bisect.bisect_right(rows, n), len(rows) - 1)
+        if n <= rows[0]:
+            return s[0]
+        if n >= rows[-1]:
+            return s[-1] * n / rows[-1]
+        k = bisect.bisect_right(rows, n)
         n0, n1, t0, t1 = rows[k - 1], rows[k], s[k - 1], s[k]
         return t0 + (t1 - t0) * (n - n0) / (n1 - n0)
 
@@ -147,12 +151,8 @@ class Curve:
         rows = np.asarray(self.rows, dtype=np.float64)
         s = np.asarray(self.seconds[i])
         ns = np.asarray(ns, dtype=np.float64)
-        if len(rows) == 1:
-            return np.where(ns <= 1, s[0], s[0] * ns)
         inside = np.interp(ns, rows, s)
-        slope = (s[-1] - s[-2]) / (rows[-1] - rows[-2])
-        beyond = s[-1] + max(slope, 0.0) * (ns - rows[-1])
-        return np.where(ns > rows[-1], beyond, inside)
+        return np.where(ns > rows[-1], s[-1] * ns / rows[-1], inside)
 
     def to_json(self):
         return {"rows": list(self.rows), "seconds": [list(s) for s in self.seconds]}
@@ -288,7 +288,8 @@ def measure(runners, sample, repeats=FIT_REPEATS, seed=0) -> Curve:
                     best[i] = t
         rows.append(n)
         for i, t in enumerate(best):
-            seconds[i].append(max(t, 1e-9))
+            previous = seconds[i][-1] if seconds[i] else 1e-9
+            seconds[i].append(max(t, previous))  # non-decreasing in the rows
         if max(best) > SLOW_CALL_SECONDS:
             break
     return Curve(tuple(rows), tuple(tuple(s) for s in seconds))
@@ -345,12 +346,13 @@ def schedule(curve, allowed, points, margin=MARGIN) -> Schedule:
 
 
 def dominated(table, points, margin=MARGIN):
-    """Indices of the points no budget would choose: another point is as accurate
-    and at least as fast at every knot of every curve (and far beyond the last).
+    """Indices of the points no budget would ever choose, for any call.
 
-    The exact point (index 0) is never dropped; it dominates a point where that
-    point is not :data:`MARGIN` faster, since :func:`schedule` would not choose it
-    there.
+    Point ``i`` is never chosen when, at every row count of the schedule grid and
+    for every curve of the table, some point at least as accurate (exact included)
+    is predicted at least as fast, as :func:`schedule` compares them (points other
+    than exact with the :data:`MARGIN`). Whatever the budget, that point is allowed
+    whenever ``i`` is. Ties in error go to the earlier point.
 
     Parameters
     ----------
@@ -371,24 +373,25 @@ def dominated(table, points, margin=MARGIN):
     """
     if not table.curves:
         return []
-    columns = []
-    for curve in table.curves.values():
-        ns = list(curve.rows) + [int(_GRID[-1])]
-        columns.append(np.stack([curve.predict_all(i, ns) for i in range(len(points))]))
-    times = np.concatenate(columns, axis=1)  # (points, knots of every curve)
+    factor = np.full((len(points), 1), 1.0 + margin)
+    factor[0] = 1.0
+    times = np.concatenate(
+        [np.stack([curve.predict_all(i, _GRID) for i in range(len(points))]) * factor
+         for curve in table.curves.values()],
+        axis=1,
+    )  # (points, grid of every curve): the times schedule() compares
+    def rank(i):  # an unmeasured (NaN) error is allowed by no budget
+        error = points[i].error
+        return (error if error == error else math.inf, i)
+
+    order = sorted(range(len(points)), key=rank)
     drop = []
-    for i in range(1, len(points)):
-        for j in range(len(points)):
-            if j == i or j in drop or points[j].error > points[i].error:
-                continue
-            factor = 1.0 + margin if j == 0 else 1.0
-            if np.all(times[j] <= times[i] * factor):
-                if j > 0 and points[j].error == points[i].error and np.all(
-                        times[j] == times[i]) and j > i:
-                    continue  # identical: keep the first
-                drop.append(i)
-                break
-    return drop
+    best = times[order[0]].copy()  # the fastest point at least as accurate, so far
+    for i in order[1:]:
+        if i != 0 and np.all(best <= times[i]):
+            drop.append(i)
+        np.minimum(best, times[i], out=best)
+    return sorted(drop)
 
 
 def subset(table, keep):

@@ -246,6 +246,21 @@ def test_pruning_drops_points_slower_and_less_accurate():
     assert kept.curves[("<f4", "C", 1)].seconds == (slow.seconds[0], slow.seconds[3])
 
 
+def test_pruning_drops_a_point_beaten_by_different_points_at_different_rows():
+    from types import SimpleNamespace as P
+
+    points = [EXACT, P(error=0.1), P(error=0.1), P(error=0.3), P(error=float("nan"))]
+    curve = _costs.Curve((1, 1000), ((1e-6, 1e-3),
+                                     (1e-6, 5e-4),  # fast for few rows
+                                     (9e-6, 1e-4),  # fast for many
+                                     (5e-6, 3e-4),  # never the fastest of its budget
+                                     (1e-7, 1e-7)))  # unmeasured error: never allowed
+    table = _costs.CostTable(curves={("<f4", "C", 1): curve})
+    assert _costs.dominated(table, points) == [3]
+    sched = _costs.schedule(curve, [0, 1, 2, 3], points)
+    assert set(sched.indices) <= {0, 1, 2}
+
+
 def test_a_matrix_with_only_the_exact_point_left_is_fitted(rng):
     weights = rng.standard_normal((6, 2))
     W = am.ApproxMatrix(weights)
