@@ -43,6 +43,7 @@ PATCH = 8
 _DEFAULTS = {
     "--threads": None, "--repeat": 7, "--seed": 0, "--calibration-rows": 5000,
     "--test-rows": 50_000, "--new-rows": None, "--components": 64, "--codebooks": None,
+    "--ranks": None,
 }
 
 
@@ -144,6 +145,13 @@ def load_patch_problem(
     return PatchProblem(weights, X_cal, X_test, X_new, names)
 
 
+def _point_name(report):
+    """``"exact"``, ``"lut 16"`` or ``"rank 8"`` for a :class:`CallReport`."""
+    if report.kind == "exact":
+        return "exact"
+    return f"{'lut' if report.kind == 'lut' else 'rank'} {report.size}"
+
+
 def _relative_error(approx, exact):
     exact64 = exact.astype(np.float64)
     return float(np.linalg.norm(approx - exact64) / np.linalg.norm(exact64))
@@ -194,7 +202,8 @@ def _plot(path, rows, t_numpy, title):
     errs = [row["new_err"] for row in rows]
     ax.plot(errs, speed, "o-", color="C0", label="approxmat, error on the new photo")
     for row, err, s in zip(rows, errs, speed):
-        ax.annotate(f"C={row['ncodebooks']}", (err, s), textcoords="offset points",
+        label = f"C={row['size']}" if row["kind"] == "lut" else f"r={row['size']}"
+        ax.annotate(label, (err, s), textcoords="offset points",
                     xytext=(5, 5), fontsize=8)
     ax.plot([0], [1.0], "s", color="C3", label="NumPy x @ weights (exact)")
     ax.axhline(1.0, color="0.7", lw=0.8, zorder=0)
@@ -220,10 +229,13 @@ def run_demo(
     new_rows=None,
     ncomponents=64,
     ncodebooks=None,
+    ranks=None,
     plot=None,
     json_path=None,
+    budgets=(0.02, 0.05, 0.1, 0.2, 0.3),
 ) -> int:
-    """Fit on patches of a photograph; print error and speed per level against NumPy.
+    """Fit on patches of a photograph; print error and speed per point against NumPy,
+    then what a few accuracy budgets choose.
 
     Parameters
     ----------
@@ -238,13 +250,17 @@ def run_demo(
         Where to print the table (default ``sys.stdout``).
     calibration_rows, test_rows, new_rows, ncomponents
         Sizes, see :func:`load_patch_problem`.
-    ncodebooks : sequence of int or None
-        Levels to fit; ``None``: the fit's default ladder.
+    ncodebooks, ranks : sequence of int or None
+        Lookup-table and low-rank points to fit (see :meth:`ApproxMatrix.fit`); both
+        ``None``: the fit's default ladder, pruned.
     plot : str or path-like, optional
         Write a PNG of speedup against error there (needs matplotlib).
     json_path : str or path-like, optional
         Write the table and the run's facts there as JSON (read by the docs'
         performance page).
+    budgets : sequence of float
+        Tolerances whose choice (for all rows of the new photo, and for one row) the
+        second table shows.
 
     Returns
     -------
@@ -299,8 +315,10 @@ def run_demo(
 
     W = am.ApproxMatrix(weights)
     start = time.perf_counter()
-    W.fit(problem.X_cal, ncodebooks, random_state=seed)
-    print(f"fit: {len(W.levels)} levels in {time.perf_counter() - start:.1f} s", file=file)
+    with _thread_limits(threads), am.config(threads=threads):
+        W.fit(problem.X_cal, ncodebooks, ranks=ranks, random_state=seed)
+    print(f"fit: {len(W.levels)} operating points in {time.perf_counter() - start:.1f} s "
+          f"(learning, validation, and timing every point on this machine)", file=file)
 
     limits = _thread_limits(threads)
     with limits:
@@ -310,8 +328,8 @@ def run_demo(
         rows = []
         calls = [lambda: x @ weights]
         for info, level in zip(W.levels, W._levels):
-            # One matrix per level (same weights, only this level), so each row of the
-            # table is exactly that level even if validated errors are not monotone.
+            # One matrix per point (same weights, only this point), so each row of the
+            # table is exactly that point whatever the budget would choose.
             W_level = W._with_levels([level])
             cfg = am.config(threads=threads)
             with cfg:
@@ -319,8 +337,10 @@ def run_demo(
                 approx_new = x @ W_level  # also the warm-up call
             rows.append(
                 {
+                    "kind": info.kind,
+                    "size": info.size,
                     "ncodebooks": info.ncodebooks,
-                    "table_bytes": info.table_bytes,
+                    "table_bytes": info.nbytes,
                     "val_err": info.error,
                     "test_err": _relative_error(approx_test, exact_test),
                     "new_err": _relative_error(approx_new, exact_new),
@@ -333,24 +353,51 @@ def run_demo(
                     return x @ W_level
 
             calls.append(call)
+        for t in budgets:
+            def budgeted(t=t):
+                with am.config(tolerance=t, threads=threads):
+                    return x @ W
+            calls.append(budgeted)
         medians = _interleaved_medians(calls, repeat)
+        choices = []
+        one = x[:1]
+        for t in budgets:
+            with am.config(tolerance=t, threads=threads):
+                y = x @ W
+                big = am.last_call()
+                one @ W
+                small = am.last_call()
+            choices.append((t, big, _relative_error(y, exact_new), small))
+            del y
         with am.config(threads=threads):
             kthreads = _backend.kernel_threads()
         blas = _blas_threads()
     t_numpy = medians[0]
     for row, t in zip(rows, medians[1:]):
         row["time"] = t
+    t_budgets = medians[1 + len(rows):]
 
     print(
-        f"\n{'codebooks':>9} {'table KiB':>9} {'val err':>8} {'test err':>8} "
+        f"\n{'point':>7} {'size':>4} {'KiB':>6} {'val err':>8} {'test err':>8} "
         f"{'new-photo err':>13} {'ms':>8} {'numpy ms':>8} {'speedup':>7}",
         file=file,
     )
     for row in rows:
         print(
-            f"{row['ncodebooks']:>9} {row['table_bytes'] / 1024:>9.1f} {row['val_err']:8.4f} "
-            f"{row['test_err']:8.4f} {row['new_err']:13.4f} {row['time'] * 1e3:8.3f} "
-            f"{t_numpy * 1e3:8.3f} {t_numpy / row['time']:7.2f}",
+            f"{row['kind']:>7} {row['size']:>4} {row['table_bytes'] / 1024:>6.1f} "
+            f"{row['val_err']:8.4f} {row['test_err']:8.4f} {row['new_err']:13.4f} "
+            f"{row['time'] * 1e3:8.3f} {t_numpy * 1e3:8.3f} {t_numpy / row['time']:7.2f}",
+            file=file,
+        )
+    print(
+        f"\n{'budget':>7} {'chosen for all rows':>19} {'new-photo err':>13} {'ms':>8} "
+        f"{'speedup':>7} {'chosen for 1 row':>16}",
+        file=file,
+    )
+    for (t, big, err, small), seconds in zip(choices, t_budgets):
+        print(
+            f"{t:>7g} {_point_name(big):>19} {err:13.4f} {seconds * 1e3:8.3f} "
+            f"{t_numpy / seconds:7.2f} {_point_name(small):>16}",
             file=file,
         )
     print(
@@ -362,7 +409,8 @@ def run_demo(
     print(
         f"time: x @ W vs NumPy x @ weights on the {len(x)} x {D} float32 patches of "
         f"{problem.names[1]}; medians of {repeat} interleaved calls; speedup = NumPy time / "
-        f"approxmat time.",
+        f"approxmat time. A budget takes, per call, the point predicted fastest among "
+        f"those validated within it, the exact product included.",
         file=file,
     )
     print(
@@ -376,6 +424,7 @@ def run_demo(
             "--calibration-rows": calibration_rows, "--test-rows": test_rows,
             "--new-rows": new_rows, "--components": ncomponents,
             "--codebooks": ",".join(map(str, ncodebooks)) if ncodebooks else None,
+            "--ranks": ",".join(map(str, ranks)) if ranks else None,
         }
         command = " ".join(
             ["python -m approxmat demo"]
@@ -461,7 +510,7 @@ def _codebook_list(text):
             f"expected comma-separated integers such as 8,16,32, got {text!r}"
         ) from None
     if not values:
-        raise argparse.ArgumentTypeError("expected at least one codebook count")
+        raise argparse.ArgumentTypeError("expected at least one number")
     return values
 
 
@@ -484,7 +533,11 @@ def add_arguments(parser):
     parser.add_argument("--components", type=int, default=64, metavar="M",
                         help="principal components, i.e. columns of the weights (default 64)")
     parser.add_argument("--codebooks", type=_codebook_list, default=None, metavar="C,C,...",
-                        help="levels to fit, e.g. 8,16,32 (default: fit's default ladder)")
+                        help="lookup-table points to fit, e.g. 8,16,32 (default: fit's "
+                             "default ladder)")
+    parser.add_argument("--ranks", type=_codebook_list, default=None, metavar="R,R,...",
+                        help="low-rank points to fit, e.g. 4,8 (default: fit's default "
+                             "ladder; none when --codebooks is given)")
     parser.add_argument("--plot", default=None, metavar="PATH",
                         help="write a PNG of speedup against error (needs matplotlib)")
     parser.add_argument("--json", default=None, metavar="PATH", dest="json_path",
@@ -504,6 +557,7 @@ def run_from_args(args, file=None) -> int:
         new_rows=args.new_rows,
         ncomponents=args.components,
         ncodebooks=args.codebooks,
+        ranks=args.ranks,
         plot=args.plot,
         json_path=args.json_path,
     )

@@ -24,12 +24,26 @@ SMALL = [
 
 
 def _table_rows(out):
-    """Rows of the printed table whose first field is a codebook count."""
+    """Rows of the printed table of points: [kind, size, KiB, errors..., speedup]."""
     rows = []
     for line in out.splitlines():
         fields = line.split()
-        if len(fields) == 8 and fields[0].isdigit():
-            rows.append([int(fields[0])] + [float(v) for v in fields[1:]])
+        if len(fields) == 9 and fields[0] in ("lut", "lowrank") and fields[1].isdigit():
+            rows.append([fields[0], int(fields[1])] + [float(v) for v in fields[2:]])
+    return rows
+
+
+def _budget_rows(out):
+    """Rows of the printed table of budgets: [budget, chosen, err, ms, speedup, chosen-1]."""
+    rows, inside = [], False
+    for line in out.splitlines():
+        if line.split()[:1] == ["budget"]:
+            inside = True
+            continue
+        if inside:
+            if not line.strip():
+                break
+            rows.append(line.split())
     return rows
 
 
@@ -66,8 +80,8 @@ def test_demo_prints_sane_table(capsys):
     assert "china.jpg" in out and "flower.jpg" in out and "D=192" in out
     assert "kernel variant:" in out and "kernel threads:" in out
     rows = _table_rows(out)
-    assert [r[0] for r in rows] == [4, 16], out
-    for ncodebooks, kib, val_err, test_err, new_err, ms, numpy_ms, speedup in rows:
+    assert [r[:2] for r in rows] == [["lut", 4], ["lut", 16]], out
+    for kind, ncodebooks, kib, val_err, test_err, new_err, ms, numpy_ms, speedup in rows:
         assert kib == ncodebooks * 16 * 64 / 1024
         assert 0 < val_err < 1 and 0 < test_err < 1 and 0 < new_err < 1.5
         # Unseen patches of the same photo: close to what fit validated.
@@ -75,7 +89,22 @@ def test_demo_prints_sane_table(capsys):
         assert ms > 0 and numpy_ms > 0
         assert speedup == pytest.approx(numpy_ms / ms, rel=0.05, abs=0.01)
     # More codebooks: lower error on the same photo.
-    assert rows[1][3] < rows[0][3]
+    assert rows[1][4] < rows[0][4]
+    budgets = _budget_rows(out)
+    assert [b[0] for b in budgets] == ["0.02", "0.05", "0.1", "0.2", "0.3"], out
+    val_errs = {f"lut {r[1]}": r[3] for r in rows}
+    for b in budgets:
+        chosen = b[1] if b[1] == "exact" else f"{b[1]} {b[2]}"
+        assert chosen == "exact" or val_errs[chosen] <= float(b[0])
+
+
+def test_demo_with_both_kinds(capsys):
+    args = _parser().parse_args(SMALL[:-2] + ["--codebooks", "8", "--ranks", "4,16"])
+    assert _demo.run_from_args(args) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert [r[:2] for r in rows] == [["lut", 8], ["lowrank", 4], ["lowrank", 16]]
+    assert rows[2][2] == (192 * 16 + 16 * 64) * 4 / 1024  # float32 factor bytes
+    assert rows[2][4] < rows[1][4]  # higher rank, lower error
 
 
 def test_json_and_plot_outputs(tmp_path, capsys):
