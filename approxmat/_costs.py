@@ -345,14 +345,20 @@ def schedule(curve, allowed, points, margin=MARGIN) -> Schedule:
     return Schedule(tuple(bounds), tuple(indices), tuple(points[i] for i in indices), curve)
 
 
-def dominated(table, points, margin=MARGIN):
+#: A point is dropped at fit time when a point at least as accurate is predicted at
+#: most this fraction slower everywhere: differences that small are measurement noise.
+PRUNE_SLACK = 0.03
+
+
+def dominated(table, points, margin=MARGIN, slack=PRUNE_SLACK):
     """Indices of the points no budget would ever choose, for any call.
 
     Point ``i`` is never chosen when, at every row count of the schedule grid and
     for every curve of the table, some point at least as accurate (exact included)
     is predicted at least as fast, as :func:`schedule` compares them (points other
     than exact with the :data:`MARGIN`). Whatever the budget, that point is allowed
-    whenever ``i`` is. Ties in error go to the earlier point.
+    whenever ``i`` is. Ties in error go to the earlier point. With ``slack``, "at
+    least as fast" allows the other point to be that fraction slower (noise).
 
     Parameters
     ----------
@@ -388,7 +394,7 @@ def dominated(table, points, margin=MARGIN):
     drop = []
     best = times[order[0]].copy()  # the fastest point at least as accurate, so far
     for i in order[1:]:
-        if i != 0 and np.all(best <= times[i]):
+        if i != 0 and np.all(best <= times[i] * (1.0 + slack)):
             drop.append(i)
         np.minimum(best, times[i], out=best)
     return sorted(drop)

@@ -426,3 +426,25 @@ def test_the_compiled_entry_answers_like_the_python_one(mixed, rng):
             np.matmul(x, W, out=bad)
     y = np.add(W, 1)  # other ufuncs: the wrapped array's
     np.testing.assert_array_equal(y, weights + 1)
+
+
+def test_low_rank_errors_by_rank_and_the_svd_end_of_the_shrinkage(rng):
+    from approxmat._fit import _lowrank
+
+    X = rng.standard_normal((300, 10))
+    W = rng.standard_normal((10, 7))
+    Y = X @ W
+    for lam in _lowrank.SHRINK:
+        V = _lowrank._directions(X, W, lam)
+        assert V.shape == (7, 7)
+        np.testing.assert_allclose(V.T @ V, np.eye(7), atol=1e-10)
+        got = _lowrank._errors_by_rank(Y, V, [1, 3, 7])
+        want = [np.linalg.norm(Y - Y @ V[:, :r] @ V[:, :r].T) / np.linalg.norm(Y)
+                for r in (1, 3, 7)]
+        np.testing.assert_allclose(got, want, atol=1e-10)
+    _, _, Vt = np.linalg.svd(W, full_matrices=False)
+    V = _lowrank._directions(X, W, float("inf"))
+    np.testing.assert_allclose(np.abs(V[:, :3]), np.abs(Vt[:3].T), atol=1e-10)
+    # All-zero rows: the Gram matrix is zero, the factors those of W's SVD.
+    V0 = _lowrank._directions(np.zeros((50, 10)), W, 0.0)
+    np.testing.assert_allclose(np.abs(V0[:, :3]), np.abs(Vt[:3].T), atol=1e-10)
