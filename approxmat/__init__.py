@@ -18,7 +18,7 @@ except ImportError:  # an unbuilt source checkout shadows the installed package
 else:
     from ._budget import ApproxAccuracyError, ApproxMatrixWarning, CallReport, DriftWarning, last_call
     from ._config import Config, config, get_config, set_config
-    from ._matrix import ApproxMatrix, LevelInfo, load
+    from ._matrix import ApproxMatrix, LevelInfo, Levels, load
     from ._show import show_config
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Config",
     "DriftWarning",
     "LevelInfo",
+    "Levels",
     "last_call",
     "config",
     "get_config",

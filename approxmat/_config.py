@@ -28,10 +28,11 @@ class Config:
     ----------
     tolerance : float or None
         Bound on the relative error ``||x @ W_approx - x @ W||_F / ||x @ W||_F``
-        as validated at fit time. The cheapest fitted operating point whose
-        validated error is within the bound is used, else the exact product.
-        ``0`` always gives the exact product; ``None`` (default) uses the most
-        accurate fitted operating point and never falls back.
+        as validated at fit time. Each call uses the operating point predicted
+        fastest for it (by the costs measured on this machine) among those whose
+        validated error is within the bound, the exact product included. ``0``
+        always gives the exact product; ``None`` (default) uses the most accurate
+        fitted operating point and never falls back.
     threads : int or None
         Threads of the kernels. ``None`` (default) uses every core this process
         may use, capped by OpenMP's limit (so ``threadpoolctl.threadpool_limits``

@@ -32,6 +32,13 @@ def _command_block(facts):
     return ["", "Command:", "", "```bash", facts["command"], "```", ""]
 
 
+def _name(lv):
+    """``lut 16`` or ``rank 8`` (files written before low-rank points: lookup tables)."""
+    kind = lv.get("kind", "lut")
+    size = lv.get("size", lv.get("ncodebooks"))
+    return f"lut {size}" if kind == "lut" else f"rank {size}"
+
+
 def render(facts, source):
     shape = facts["shape"]
     t_np = facts["numpy_seconds"]
@@ -43,13 +50,13 @@ def render(facts, source):
         f"{facts['approxmat']}, NumPy {facts['numpy']}; {facts['date']}. "
         f"Medians of {facts['repeat']} interleaved calls.",
         *_command_block(facts),
-        "| codebooks | table KiB | validated error | test error (same photo) "
+        "| point | KiB | validated error | test error (same photo) "
         "| error (new photo) | `x @ W` ms | NumPy ms | speedup |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lv in facts["levels"]:
         lines.append(
-            f"| {lv['ncodebooks']} | {lv['table_bytes'] / 1024:.0f} | {lv['val_err']:.4f} "
+            f"| {_name(lv)} | {lv['table_bytes'] / 1024:.0f} | {lv['val_err']:.4f} "
             f"| {lv['test_err']:.4f} | {lv['new_err']:.4f} | {lv['seconds'] * 1e3:.1f} "
             f"| {t_np * 1e3:.1f} | {t_np / lv['seconds']:.2f} |"
         )
@@ -77,7 +84,7 @@ def _plot(facts, source):
     ax.plot([lv["new_err"] for lv in levels], speed, "o-", color="C0",
             label="error on the new photo")
     for lv, s in zip(levels, speed):
-        ax.annotate(f"C={lv['ncodebooks']}", (lv["new_err"], s), textcoords="offset points",
+        ax.annotate(_name(lv), (lv["new_err"], s), textcoords="offset points",
                     xytext=(5, 4), fontsize=8)
     ax.plot([0], [1], "s", color="C3", label="NumPy (exact)")
     ax.axhline(1, color="0.7", lw=0.8, zorder=0)
