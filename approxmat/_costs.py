@@ -1,8 +1,9 @@
 """Cost models of operating points: measured on this machine, used to pick the fastest.
 
 A :class:`Curve` holds the measured time of one call of every operating point of a
-matrix (the exact product first) at a few row counts, the *knots* (1, 16, 256 and
-4096 rows; fewer when a call at a knot already takes :data:`SLOW_CALL_SECONDS`), for
+matrix (the exact product first) at a few row counts, the *knots* (1, 16, 256, 4096
+and 65536 rows; the larger ones only while their calls are predicted to take less than
+:data:`SLOW_CALL_SECONDS`), for
 one *key*: the dtype of ``x``, its layout (``"C"`` row-major or ``"F"``
 column-major) and the kernel thread count. Between knots the time is interpolated
 linearly in the row count; beyond the last knot it is proportional to the row count
@@ -48,9 +49,11 @@ __all__ = [
 ]
 
 #: Row counts at which each point's call is timed.
-KNOT_ROWS = (1, 16, 256, 4096)
-#: No larger knot is timed once a call at a knot took this long (seconds).
-SLOW_CALL_SECONDS = 0.02
+KNOT_ROWS = (1, 16, 256, 4096, 65536)
+#: A knot is timed only while the slowest call at the previous knot, scaled by the
+#: ratio of their row counts, stays below this (seconds): fitting stays quick for
+#: large shapes, whose curves then stop at fewer rows.
+SLOW_CALL_SECONDS = 0.005
 #: Each timed sample repeats the call until it lasts at least this long (seconds).
 SAMPLE_SECONDS = 100e-6
 #: A point other than the exact product is chosen only where it is predicted this
@@ -268,6 +271,8 @@ def measure(runners, sample, repeats=FIT_REPEATS, seed=0) -> Curve:
     rows, seconds = [], [[] for _ in runners]
     clock = time.perf_counter
     for n in KNOT_ROWS:
+        if rows and max(s[-1] for s in seconds) * n / rows[-1] > SLOW_CALL_SECONDS:
+            break
         x = sample(n)
         calls = []
         for run in runners:  # warm-up call, which also sizes the samples
@@ -280,6 +285,10 @@ def measure(runners, sample, repeats=FIT_REPEATS, seed=0) -> Curve:
             shuffle(order)
             for i in order:
                 run, k = runners[i], calls[i]
+                # One untimed call first: the previous runner may have left other
+                # threads spinning or asleep (OpenMP's and BLAS's pools share the cores),
+                # and a call that wakes them is not what a run of calls of one point costs.
+                run(x)
                 t0 = clock()
                 for _ in range(k):
                     run(x)
@@ -290,8 +299,6 @@ def measure(runners, sample, repeats=FIT_REPEATS, seed=0) -> Curve:
         for i, t in enumerate(best):
             previous = seconds[i][-1] if seconds[i] else 1e-9
             seconds[i].append(max(t, previous))  # non-decreasing in the rows
-        if max(best) > SLOW_CALL_SECONDS:
-            break
     return Curve(tuple(rows), tuple(tuple(s) for s in seconds))
 
 

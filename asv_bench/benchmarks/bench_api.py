@@ -13,6 +13,8 @@ What each family measures (through the public API, with fitted levels):
   NumPy surface (float64, Fortran order, strided rows, stacked 3-D, ``np.dot``,
   ``out=``), so a slow conversion shows up.
 * ``SmallCall``: one 1-D row, the fixed cost of a call.
+* ``Budgeted``: 2-D calls of 1 to 10 000 rows unfitted, exact, under a budget (the
+  point predicted fastest) and with the most accurate point, against NumPy.
 * ``PhotoAccuracy.track_*``: relative error per level on the demo's real data
   (patches of scikit-learn's sample photographs); skipped when scikit-learn or
   Pillow is missing.
@@ -136,6 +138,37 @@ class SmallCall:
     def time_approx_with_config(self, W, ncodebooks):
         with am.config(tolerance=1.0, threads=1):
             self.x @ self.W
+
+
+class Budgeted:
+    """A 2-D call under each kind of setting against NumPy: unfitted, ``tolerance=0``
+    (exact), a budget every point meets (the call takes the point predicted fastest
+    for its rows, exact included) and ``tolerance=None`` (the most accurate point)."""
+
+    params = (["unfitted", "tolerance=0", "tolerance=1", "tolerance=None"], [1, 16, 10_000])
+    param_names = ["setting", "N"]
+
+    def setup_cache(self):
+        d, m = 64, 16
+        return am.ApproxMatrix(_weights(d, m)).fit(_rows(2_000, d, seed=5), random_state=0)
+
+    def setup(self, W, setting, n):
+        self.weights = np.asarray(W)
+        self.W = am.ApproxMatrix(self.weights) if setting == "unfitted" else W
+        tolerance = {"tolerance=0": 0, "tolerance=1": 1.0}.get(setting)
+        self.config = am.config(tolerance=tolerance)
+        self.x = _rows(n, W.shape[0], seed=6)
+        self.config.__enter__()
+        self.x @ self.W  # decides and caches the decision for this dtype and layout
+
+    def teardown(self, W, setting, n):
+        self.config.__exit__(None, None, None)
+
+    def time_approx(self, W, setting, n):
+        self.x @ self.W
+
+    def time_numpy(self, W, setting, n):
+        self.x @ self.weights
 
 
 class CallVariants:
