@@ -37,24 +37,32 @@ cdef int _FIXED = _call._FIXED
 cdef Py_ssize_t _SMALL_OUTPUT_BYTES = _backend.ALIGNED_OUTPUT_MIN_BYTES
 cdef object _empty_output = _backend.empty_output
 cdef object _account = _budget.account
-cdef object _max_threads = _backend._max_threads
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define am_dispatch_max_threads() omp_get_max_threads()
+    #else
+    #define am_dispatch_max_threads() 1
+    #endif
+    """
+    int am_dispatch_max_threads() nogil
 cdef Py_ssize_t _CORES = _backend._CORES
 
 
 cdef inline Py_ssize_t _threads(object requested):
     """:func:`approxmat._backend.kernel_threads` of a call."""
     cdef Py_ssize_t wanted = _CORES if requested is None else requested
-    cdef Py_ssize_t limit = _max_threads()
+    cdef Py_ssize_t limit = am_dispatch_max_threads()  # what threadpool_limits lowers
     return wanted if wanted < limit else limit
 
 
-cdef object _schedule_of(dict schedules, cnp.ndarray x, Py_ssize_t threads):
-    """The cached schedule of this call's layout and threads, or None."""
+cdef inline Py_ssize_t _schedule_key(cnp.ndarray x, Py_ssize_t threads):
+    """Product.fast's key of a schedule: ``2 * threads + (layout == "F")``."""
     cdef int flags = cnp.PyArray_FLAGS(x)
-    layout = "C"
     if (flags & cnp.NPY_ARRAY_F_CONTIGUOUS) and not (flags & cnp.NPY_ARRAY_C_CONTIGUOUS):
-        layout = "F"
-    return schedules.get((layout, threads))
+        return 2 * threads + 1
+    return 2 * threads
 
 
 cdef Py_ssize_t _interval(tuple bounds, Py_ssize_t n):
@@ -77,9 +85,9 @@ cdef inline double _now() noexcept nogil:
 
 def array_ufunc(self, ufunc, method, *inputs, **kwargs):
     """``__array_ufunc__`` of :class:`~approxmat.ApproxMatrix` (see the module docs)."""
-    cdef object x, product, out, reason, entry, config, y, sched, flags, point
+    cdef object x, product, out, reason, entry, config, y, sched, flags, point, descr, hot
     cdef object pred = None
-    cdef Py_ssize_t index, threads, nrows
+    cdef Py_ssize_t index, threads, nrows, skey
     cdef int tag
     cdef cnp.npy_intp dims[2]
     cdef double t0, t1
@@ -103,9 +111,14 @@ def array_ufunc(self, ufunc, method, *inputs, **kwargs):
         reason = "not fitted"
     else:
         config = get_value(_CONFIG)
-        entry = product._fast.get(
-            (config.tolerance, <object>cnp.PyArray_DESCR(<cnp.ndarray>x),
-             config.check_finite))
+        descr = <object>cnp.PyArray_DESCR(<cnp.ndarray>x)
+        hot = product._hot
+        if hot is not None and (<tuple>hot)[0] is config and (<tuple>hot)[1] is descr:
+            entry = (<tuple>hot)[2]
+        else:
+            entry = product._fast.get((config.tolerance, descr, config.check_finite))
+            if entry is not None:
+                hot = product._hot = (config, descr, entry)
         tag = -1 if entry is None else entry[0]
         if tag == _EXACT_ONLY:
             reason = entry[1]
@@ -117,7 +130,13 @@ def array_ufunc(self, ufunc, method, *inputs, **kwargs):
             if tag == _FIXED:
                 index = entry[1]
             else:
-                sched = _schedule_of(entry[1], <cnp.ndarray>x, threads)
+                skey = _schedule_key(<cnp.ndarray>x, threads)
+                if len(<tuple>hot) == 5 and (<tuple>hot)[3] == skey and (<tuple>hot)[2] is entry:
+                    sched = (<tuple>hot)[4]
+                else:
+                    sched = (<dict>entry[1]).get(skey)
+                    if sched is not None:
+                        product._hot = (config, descr, entry, skey, sched)
                 if sched is None:
                     return _python_fast(self, product, x, out, ufunc, method, inputs,
                                         kwargs)

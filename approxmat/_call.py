@@ -154,7 +154,8 @@ class Product:
     """
 
     __slots__ = ("weights", "points", "fitted", "costs", "rows", "plain", "_plans",
-                 "_schedules", "_fast", "_weights64", "_weights32", "_warned", "_lock")
+                 "_schedules", "_fast", "_hot", "_weights64", "_weights32", "_warned",
+                 "_lock")
 
     def __init__(self, weights, points=(), costs=None, fitted=None, rows=None):
         self.weights = weights
@@ -168,6 +169,9 @@ class Product:
         self._plans = {}  # tolerance -> plan()
         self._schedules = {}  # (tolerance, dtype, layout, threads) -> Schedule
         self._fast = {}  # (tolerance, x dtype, check_finite) -> fast-path entry
+        # (config, x dtype, entry) of the last compiled-entry call: the same settings
+        # object and dtype find their entry without building the key.
+        self._hot = None
         self._weights64 = None  # float64 weights, made by the first verified call
         self._weights32 = None  # float32 weights, made by the first float16 exact product
         self._warned = set()  # one-time warnings already given
@@ -303,9 +307,10 @@ class Product:
             flags = x.flags
             layout = "F" if flags.f_contiguous and not flags.c_contiguous else "C"
             schedules = entry[1]
-            sched = schedules.get((layout, threads))
+            skey = 2 * threads + (layout == "F")  # an int: cheap for the compiled entry
+            sched = schedules.get(skey)
             if sched is None:
-                sched = schedules[(layout, threads)] = self.schedule(
+                sched = schedules[skey] = self.schedule(
                     config.tolerance, entry[4], x.dtype.str, layout, threads)
             bounds = sched.bounds
             i = 0 if len(bounds) == 1 else bisect_right(bounds, nrows) - 1
@@ -360,7 +365,8 @@ class Product:
         ``(_EXACT_ONLY, reason)``; ``(_GENERAL,)`` to leave the call to the general
         path; ``(_FIXED, index, runs, result)`` for one point whatever the call;
         ``(_SCHEDULED, schedules, runs, result, allowed)`` for the point predicted
-        fastest, with ``schedules`` filled per (layout, threads) on first use.
+        fastest, with ``schedules`` filled on first use, keyed by
+        ``2 * threads + (layout == "F")``.
         """
         result = result_dtype(x.dtype, self.weights.dtype)
         if result == _F16:

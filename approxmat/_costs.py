@@ -302,7 +302,7 @@ def measure(runners, sample, repeats=FIT_REPEATS, seed=0) -> Curve:
     return Curve(tuple(rows), tuple(tuple(s) for s in seconds))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Schedule:
     """The point each row count uses: ``points[bisect_right(bounds, n) - 1]``.
 

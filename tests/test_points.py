@@ -448,3 +448,27 @@ def test_low_rank_errors_by_rank_and_the_svd_end_of_the_shrinkage(rng):
     # All-zero rows: the Gram matrix is zero, the factors those of W's SVD.
     V0 = _lowrank._directions(np.zeros((50, 10)), W, 0.0)
     np.testing.assert_allclose(np.abs(V0[:, :3]), np.abs(Vt[:3].T), atol=1e-10)
+
+
+def test_the_compiled_entry_follows_changes_of_settings_layout_and_limits(mixed, rng):
+    from threadpoolctl import threadpool_limits
+
+    _, W = mixed
+    W = _testing.with_costs(W, _crossing_curve())
+    x = rng.standard_normal((500, 24))
+    xf = np.asfortranarray(x)
+    settings = [am.config(tolerance=0.5), am.config(tolerance=0), am.config(tolerance=0.2),
+                am.config(tolerance=None), am.config(tolerance=0.5, threads=1)]
+    want = {0: "lut", 1: "exact", 2: "exact", 3: "lowrank", 4: "lut"}
+    for _ in range(2):  # the second round from the cached entries
+        for k, cfg in enumerate(settings):
+            for rows in (x, xf, x.astype(np.float32), x[:3]):
+                with cfg:
+                    rows @ W
+                kind = am.last_call().kind
+                assert kind == ("exact" if len(rows) == 3 and want[k] == "lut" else want[k])
+    with threadpool_limits(1), am.config(tolerance=0.5):
+        x @ W
+        assert am.last_call().kind == "lut"
+    keys = set(W._product._schedules)
+    assert any(key[3] == 1 for key in keys)
