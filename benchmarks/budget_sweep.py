@@ -24,6 +24,14 @@ same threads (``threadpoolctl`` and ``approxmat.config(threads=...)``).
 
 Printed: per shape the worst ratio ``time / numpy`` over row counts and budgets, the
 points the budgets chose, and every case that breaks the promise.
+
+Interleaving and thread pools: with more than one thread, NumPy's BLAS and approxmat's
+OpenMP kernels each keep a pool of threads that spin for a while after a call. On a
+machine with as many cores as threads, the first call of one pool after a call of the
+other waits for a core (up to a scheduler time slice, milliseconds), whichever it is.
+Each timed batch therefore follows one untimed call of the same contender, as
+:func:`approxmat._costs.measure` does, and measures calls in a run of calls of one
+kind; ``--cold`` times the first call after a switch too.
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ def _batch(fn, target=2e-3):
     return max(1, min(5000, int(target / one)))
 
 
+COLD = False
+
+
 def _time(fns, reps):
     sizes = [_batch(f) for f in fns]
     best = [float("inf")] * len(fns)
@@ -64,6 +75,8 @@ def _time(fns, reps):
         random.shuffle(order)
         for i in order:
             f, k = fns[i], sizes[i]
+            if not COLD:
+                f()  # untimed: see "Interleaving and thread pools" above
             t0 = time.perf_counter()
             for _ in range(k):
                 f()
@@ -126,7 +139,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--quick", action="store_true",
                         help="a few shapes and row counts, 3 repetitions")
+    parser.add_argument("--cold", action="store_true",
+                        help="no untimed call before each timed batch")
     args = parser.parse_args(argv)
+    global COLD
+    COLD = args.cold
     rng = np.random.default_rng(0)
     reps = 3 if args.quick else args.reps
     rows = [1, 100, 10_000] if args.quick else ROWS
