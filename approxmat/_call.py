@@ -35,7 +35,7 @@ from bisect import bisect_right
 import numpy as np
 
 from . import _backend, _budget, _costs
-from ._config import Config, _current
+from ._config import _current
 from ._points import EXACT
 
 __all__ = ["APPROX_RESULT_DTYPES", "Product", "plan"]
@@ -268,17 +268,6 @@ class Product:
         ones run when ``x`` is float32/float64, verification is off, and any ``out=``
         is a plain C-contiguous buffer of the result dtype.
         """
-        if self.plain:
-            if out is None:
-                t0 = _clock()
-                y = _MATMUL(x, self.weights)
-            elif type(out) is tuple and len(out) == 1 and type(out[0]) is np.ndarray:
-                t0 = _clock()
-                y = _MATMUL(x, self.weights, out=out)
-            else:
-                return None
-            _set_last((EXACT, x.shape[0], _clock() - t0, None, "not fitted"))
-            return y
         config = _config_now()
         key = (config.tolerance, x.dtype, config.check_finite)
         entry = self._fast.get(key)
