@@ -23,7 +23,10 @@ Error is reported three ways:
   what a shift of the input distribution costs.
 
 Timing: ``x @ W`` against NumPy's ``x @ weights`` on all 265 860 patches of
-``flower.jpg`` (stride 1), float32, medians of interleaved calls.
+``flower.jpg`` (stride 1), float32, medians of interleaved calls, each after untimed
+calls of the same product (thread pools of NumPy's BLAS and of the kernels spin for a
+while after a call; see :func:`_interleaved_medians`). A second table shows, for a few accuracy budgets, the point
+each call chose (for all rows, and for one row) and its time.
 """
 
 from __future__ import annotations
@@ -157,11 +160,30 @@ def _relative_error(approx, exact):
     return float(np.linalg.norm(approx - exact64) / np.linalg.norm(exact64))
 
 
+#: Untimed calls of the same product before each timed one: for at least this long
+#: (seconds), at most :data:`_SETTLE_CALLS` calls.
+_SETTLE_SECONDS = 0.12
+_SETTLE_CALLS = 5
+
+
 def _interleaved_medians(functions, repeat):
-    """Median wall time of each function, calling them in turn ``repeat`` times."""
+    """Median wall time of each function, calling them in turn ``repeat`` times.
+
+    Each timed call follows untimed calls of the same function (:data:`_SETTLE_SECONDS`):
+    NumPy's BLAS and approxmat's kernels each keep a pool of threads that spin for a
+    while after a call (OpenBLAS's for up to about 0.1 s), and on a machine with no
+    spare core the first calls of one after the other wait for cores. The times are
+    those of a call in a run of calls of one kind, as a program that uses one of the
+    two products sees them.
+    """
     times = [[] for _ in functions]
     for _ in range(repeat):
         for fn, bucket in zip(functions, times):
+            start = time.perf_counter()
+            for _ in range(_SETTLE_CALLS):
+                fn()
+                if time.perf_counter() - start >= _SETTLE_SECONDS:
+                    break
             start = time.perf_counter()
             fn()
             bucket.append(time.perf_counter() - start)
@@ -408,7 +430,8 @@ def run_demo(
     )
     print(
         f"time: x @ W vs NumPy x @ weights on the {len(x)} x {D} float32 patches of "
-        f"{problem.names[1]}; medians of {repeat} interleaved calls; speedup = NumPy time / "
+        f"{problem.names[1]}; medians of {repeat} interleaved calls (each after untimed "
+        f"calls of the same product); speedup = NumPy time / "
         f"approxmat time. A budget takes, per call, the point predicted fastest among "
         f"those validated within it, the exact product included.",
         file=file,
