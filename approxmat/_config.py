@@ -163,7 +163,8 @@ _VALIDATORS = {
     "drift_fraction": _check_drift_fraction,
     "check_finite": _check_finite_flag,
 }
-_current = contextvars.ContextVar("approxmat_config", default=Config())
+_DEFAULT = Config()
+_current = contextvars.ContextVar("approxmat_config", default=_DEFAULT)
 
 
 def _updated(base: Config, changes: dict) -> Config:
@@ -176,6 +177,33 @@ def _updated(base: Config, changes: dict) -> Config:
     return dataclasses.replace(
         base, **{name: _VALIDATORS[name](value) for name, value in changes.items()}
     )
+
+
+#: Settings made by entering a block, by (settings in force, block's settings): the
+#: same block entered again under the same settings gives the same (immutable) object,
+#: which costs less to make and lets a product find its cached decision by identity.
+_ENTERED = {}
+_ENTERED_MAX = 256
+
+
+_VALID = set()
+
+
+def _validated(settings: dict) -> tuple:
+    """``settings`` checked (as :func:`_updated` would) and frozen into sorted
+    ``(name, type, value)`` triples (the type keeps ``True`` apart from ``1``)."""
+    key = tuple((k, type(v), v) for k, v in sorted(settings.items(), key=lambda kv: kv[0]))
+    try:
+        if key in _VALID:
+            return key
+    except TypeError:  # an unhashable value: check it (and fail) below
+        _updated(_DEFAULT, settings)
+        return key
+    _updated(_DEFAULT, settings)
+    if len(_VALID) >= _ENTERED_MAX:
+        _VALID.clear()
+    _VALID.add(key)
+    return key
 
 
 def get_config() -> Config:
@@ -244,12 +272,22 @@ class config(contextlib.ContextDecorator):
     """
 
     def __init__(self, **settings):
-        _updated(Config(), settings)  # validate now, apply on entry
-        self._settings = settings
+        self._settings = _validated(settings)  # validate now, apply on entry
         self._tokens = []
 
     def __enter__(self) -> Config:
-        new = _updated(_current.get(), self._settings)
+        current = _current.get()
+        key = (current, self._settings)
+        try:
+            new = _ENTERED[key]
+        except (KeyError, TypeError):  # TypeError: an unhashable setting value
+            new = _updated(current, {k: v for k, _, v in self._settings})
+            if len(_ENTERED) >= _ENTERED_MAX:
+                _ENTERED.clear()
+            try:
+                _ENTERED[key] = new
+            except TypeError:
+                pass
         self._tokens.append(_current.set(new))
         return new
 
@@ -258,5 +296,5 @@ class config(contextlib.ContextDecorator):
         return False
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self._settings.items())
+        args = ", ".join(f"{k}={v!r}" for k, _, v in self._settings)
         return f"approxmat.config({args})"

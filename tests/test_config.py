@@ -223,3 +223,19 @@ def test_force_isa_unknown_fails_clearly():
     assert out.returncode != 0
     assert "APPROXMAT_FORCE_ISA='sse9' cannot be used" in out.stderr
     assert "portable" in out.stderr
+
+
+def test_entering_the_same_settings_again_gives_the_same_object():
+    with am.config(tolerance=0.25, threads=1) as a:
+        pass
+    with am.config(threads=1, tolerance=0.25) as b:
+        with am.config(tolerance=0.25, threads=1) as inner:
+            assert inner is b  # the same settings over the same settings
+    assert a is b
+    with am.config(threads=1):
+        with am.config(tolerance=0.25) as c:
+            assert c == a and c.threads == 1
+    with pytest.raises(TypeError, match="threads must be a positive integer"):
+        am.config(threads=True)  # equal to 1 as a key, still rejected
+    with am.config(verify=[1][0]):
+        pass
