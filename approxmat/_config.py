@@ -282,6 +282,8 @@ class config(contextlib.ContextDecorator):
             new = _ENTERED[key]
         except (KeyError, TypeError):  # TypeError: an unhashable setting value
             new = _updated(current, {k: v for k, _, v in self._settings})
+            if new == current:
+                new = current  # nothing changes: keep the object (and what is cached on it)
             if len(_ENTERED) >= _ENTERED_MAX:
                 _ENTERED.clear()
             try:
