@@ -454,8 +454,13 @@ def run_demo(
             + [f"{k} {v}" for k, v in options.items() if v is not None and v != _DEFAULTS[k]]
             + [f"--json {json_path}"]
         )
+        budget_rows = [
+            {"tolerance": t, "chosen": _point_name(big), "new_err": err, "seconds": seconds,
+             "chosen_one_row": _point_name(small)}
+            for (t, big, err, small), seconds in zip(choices, t_budgets)
+        ]
         _write_json(json_path, rows, t_numpy, problem, repeat, kthreads, blas,
-                    _kernels.selected_variant(), command)
+                    _kernels.selected_variant(), command, budget_rows)
         print(f"results written to {json_path}", file=file)
     if plot is not None:
         _plot(
@@ -469,7 +474,8 @@ def run_demo(
     return 0
 
 
-def _write_json(path, rows, t_numpy, problem, repeat, kthreads, blas, variant, command):
+def _write_json(path, rows, t_numpy, problem, repeat, kthreads, blas, variant, command,
+                budgets=()):
     import datetime
     import json
     import os
@@ -495,6 +501,7 @@ def _write_json(path, rows, t_numpy, problem, repeat, kthreads, blas, variant, c
         "test_rows": len(problem.X_test),
         "numpy_seconds": t_numpy,
         "levels": [dict(row, seconds=row.pop("time")) for row in (dict(r) for r in rows)],
+        "budgets": list(budgets),
     }
     with open(path, "w", encoding="utf-8") as f:
         json.dump(facts, f, indent=1)

@@ -109,7 +109,7 @@ def _allowed_sets(W):
     return groups
 
 
-def sweep_shape(name, weights, W, X, threads_list, reps, rows, rng, bad):
+def sweep_shape(name, weights, W, X, threads_list, reps, rows, rng, bad, counts=None):
     D, M = weights.shape
     worst, chosen = 0.0, set()
     for threads in threads_list:
@@ -126,6 +126,8 @@ def sweep_shape(name, weights, W, X, threads_list, reps, rows, rng, bad):
                     report = am.last_call()
                 ratio = t_us / t_np
                 worst = max(worst, ratio)
+                if counts is not None:
+                    counts[report.kind] = counts.get(report.kind, 0) + 1
                 chosen.add(f"{report.kind}{report.size if report.size else ''}")
                 if t_us > t_np * (1 + SLACK_FRACTION) + SLACK_SECONDS:
                     bad.append((name, threads, n, budgets, t_np, t_us, report.kind,
@@ -152,7 +154,7 @@ def main(argv=None):
     print(f"approxmat {am.__version__}; threads {args.threads}; rows {rows}; budgets "
           f"{BUDGETS}; minimum of {reps} interleaved repetitions")
     print(f"{'shape':>22} {'points':>4} {'worst ratio':>11}  chosen")
-    bad = []
+    bad, counts = [], {}
     started = time.perf_counter()
     cases = [("fit", D, M, None) for D in small for M in small]
     cases += [("random", D, M, C) for D, M, C in speed]
@@ -163,10 +165,14 @@ def main(argv=None):
         else:
             weights, W, X = _random_levels(D, M, C, rng)
             name = f"D={D} M={M} C={C}"
-        worst, chosen = sweep_shape(name, weights, W, X, args.threads, reps, rows, rng, bad)
+        worst, chosen = sweep_shape(name, weights, W, X, args.threads, reps, rows, rng, bad,
+                                    counts)
         print(f"{name:>22} {len(W.levels):>4} {worst:>11.3f}  {' '.join(chosen)}")
         sys.stdout.flush()
-    print(f"\n{len(bad)} case(s) more than {SLACK_FRACTION:.0%} + "
+    total = sum(counts.values())
+    print(f"\n{total} cases timed; the budget chose " + ", ".join(
+        f"{kind} in {n}" for kind, n in sorted(counts.items())))
+    print(f"{len(bad)} case(s) more than {SLACK_FRACTION:.0%} + "
           f"{SLACK_SECONDS * 1e6:g} us slower than NumPy "
           f"({time.perf_counter() - started:.0f} s):")
     for name, threads, n, budgets, t_np, t_us, kind, size in bad:

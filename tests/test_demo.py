@@ -121,6 +121,8 @@ def test_json_and_plot_outputs(tmp_path, capsys):
     assert "--threads 1" in facts["command"] and "--codebooks 4,16" in facts["command"]
     assert [lv["ncodebooks"] for lv in facts["levels"]] == [4, 16]
     assert all(lv["seconds"] > 0 for lv in facts["levels"])
+    assert [b["tolerance"] for b in facts["budgets"]] == [0.02, 0.05, 0.1, 0.2, 0.3]
+    assert all(b["seconds"] > 0 and b["chosen"] for b in facts["budgets"])
 
 
 def test_missing_scikit_learn_gives_install_hint(monkeypatch, capsys):

@@ -60,6 +60,21 @@ def render(facts, source):
             f"| {lv['test_err']:.4f} | {lv['new_err']:.4f} | {lv['seconds'] * 1e3:.1f} "
             f"| {t_np * 1e3:.1f} | {t_np / lv['seconds']:.2f} |"
         )
+    if facts.get("budgets"):
+        lines += [
+            "",
+            "Under a budget, the point each call took (for all rows, and for one row):",
+            "",
+            "| `tolerance` | chosen | error (new photo) | `x @ W` ms | speedup "
+            "| chosen for one row |",
+            "|---:|---|---:|---:|---:|---|",
+        ]
+        for b in facts["budgets"]:
+            lines.append(
+                f"| {b['tolerance']:g} | {b['chosen']} | {b['new_err']:.4f} "
+                f"| {b['seconds'] * 1e3:.1f} | {t_np / b['seconds']:.2f} "
+                f"| {b['chosen_one_row']} |"
+            )
     if facts.get("note"):
         lines += ["", f"Note: {facts['note']}"]
     figure = _plot(facts, source)
