@@ -52,9 +52,12 @@ cdef Py_ssize_t _CORES = _backend._CORES
 
 cdef inline Py_ssize_t _threads(object requested):
     """:func:`approxmat._backend.kernel_threads` of a call."""
-    cdef Py_ssize_t wanted = _CORES if requested is None else requested
     cdef Py_ssize_t limit = am_dispatch_max_threads()  # what threadpool_limits lowers
-    return wanted if wanted < limit else limit
+    if requested is None:
+        return _CORES if _CORES < limit else limit
+    if requested >= limit:  # compared as Python ints: any size is fine
+        return limit
+    return <Py_ssize_t>requested
 
 
 cdef inline Py_ssize_t _schedule_key(cnp.ndarray x, Py_ssize_t threads):

@@ -94,7 +94,9 @@ def plan(points, tolerance, fitted=True):
             return "exact", "not fitted"
         return "exact", "no fitted point was faster than the exact product where it was fitted"
     if tolerance is None:
-        return "fixed", min(range(1, len(points)), key=lambda i: (points[i].error, i))
+        # an unmeasured (NaN) error counts as the largest
+        return "fixed", min(range(1, len(points)), key=lambda i: (
+            points[i].error if points[i].error == points[i].error else math.inf, i))
     if tolerance == 0:
         return "exact", "tolerance=0 asks for the exact product"
     allowed = [i for i in range(1, len(points)) if points[i].error <= tolerance]

@@ -277,12 +277,14 @@ class config(contextlib.ContextDecorator):
 
     def __enter__(self) -> Config:
         current = _current.get()
-        key = (current, self._settings)
+        # verify=1 (one row) and verify=1.0 (every row) are equal as numbers: the key
+        # keeps their types apart.
+        key = (current, type(current.verify), self._settings)
         try:
             new = _ENTERED[key]
         except (KeyError, TypeError):  # TypeError: an unhashable setting value
             new = _updated(current, {k: v for k, _, v in self._settings})
-            if new == current:
+            if new == current and type(new.verify) is type(current.verify):
                 new = current  # nothing changes: keep the object (and what is cached on it)
             if len(_ENTERED) >= _ENTERED_MAX:
                 _ENTERED.clear()

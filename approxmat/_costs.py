@@ -177,8 +177,8 @@ class Curve:
 
 
 def key_of(dtype, layout, threads):
-    """The key of a curve: ``(dtype string, "C" or "F", threads)``."""
-    return (np.dtype(dtype).str, layout, int(threads))
+    """The key of a curve: ``(dtype string in native byte order, "C" or "F", threads)``."""
+    return (np.dtype(dtype).newbyteorder("=").str, layout, int(threads))
 
 
 class CostTable:

@@ -75,6 +75,7 @@ _ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": _relu,
     "softmax": _softmax_rows,
+    "exp": np.exp,  # MLPRegressor(loss="poisson")
 }
 
 
@@ -82,6 +83,8 @@ def _layers(estimator):
     """``(family, [(name, weights (d, k), bias (k,), activation), ...])`` of a fitted
     estimator; ``TypeError`` for estimators this module does not know."""
     from sklearn.decomposition import PCA, TruncatedSVD
+    from sklearn.linear_model import SGDRegressor
+    from sklearn.linear_model._base import LinearClassifierMixin, LinearModel
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
     if isinstance(estimator, (MLPClassifier, MLPRegressor)):
@@ -89,19 +92,25 @@ def _layers(estimator):
         layers = []
         for i, (W, b) in enumerate(zip(estimator.coefs_, estimator.intercepts_)):
             name = estimator.out_activation_ if i == n - 1 else estimator.activation
+            if name not in _ACTIVATIONS:
+                raise TypeError(f"approxmat.sklearn does not know the activation {name!r}")
             layers.append((f"layer {i}", np.asarray(W), np.asarray(b), _ACTIVATIONS[name]))
         return "mlp", layers
     if isinstance(estimator, PCA):
         W = np.asarray(estimator.components_).T
         if estimator.whiten:
-            W = W / np.sqrt(np.asarray(estimator.explained_variance_))
+            scale = np.sqrt(np.asarray(estimator.explained_variance_, dtype=np.float64))
+            eps = np.finfo(scale.dtype).eps
+            scale[scale < eps] = eps  # as PCA.transform clamps it
+            W = W / scale
         mean = np.asarray(estimator.mean_)
         return "transform", [("components", W, -(mean @ W), _identity)]
     if isinstance(estimator, TruncatedSVD):
         W = np.asarray(estimator.components_).T
         return "transform", [("components", W, np.zeros(W.shape[1]), _identity)]
     coef = getattr(estimator, "coef_", None)
-    if coef is not None and not hasattr(coef, "tocsr"):
+    if (isinstance(estimator, (LinearClassifierMixin, LinearModel, SGDRegressor))
+            and coef is not None and not hasattr(coef, "tocsr")):
         coef = np.asarray(coef)
         W = np.atleast_2d(coef).T if coef.ndim == 1 else coef.T
         intercept = np.broadcast_to(np.asarray(getattr(estimator, "intercept_", 0.0),
@@ -110,8 +119,9 @@ def _layers(estimator):
         return family, [("coef", W, np.array(intercept), _identity)]
     raise TypeError(
         f"approxmat.sklearn does not know how {type(estimator).__name__} predicts: it "
-        "supports linear models (with a dense coef_), PCA, TruncatedSVD, MLPClassifier "
-        "and MLPRegressor"
+        "supports linear models whose prediction is X @ coef_.T + intercept_ (with a "
+        "dense coef_; not generalised linear models with a link), PCA, TruncatedSVD, "
+        "MLPClassifier and MLPRegressor"
     )
 
 
@@ -285,6 +295,9 @@ class ApproximatedEstimator(BaseEstimator):
         """The estimator's predictions, computed through ``x @ W``."""
         out = self._forward(X)
         if self.family_ == "classifier":
+            binarizer = getattr(self.estimator_, "_label_binarizer", None)
+            if binarizer is not None and binarizer.y_type_.startswith("multilabel"):
+                return binarizer.inverse_transform(2 * (out > 0) - 1)  # as RidgeClassifier
             index = (out[:, 0] > 0).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
             return self.classes_[index]
         if self.family_ == "mlp" and hasattr(self.estimator_, "classes_"):

@@ -472,3 +472,26 @@ def test_the_compiled_entry_follows_changes_of_settings_layout_and_limits(mixed,
         assert am.last_call().kind == "lut"
     keys = set(W._product._schedules)
     assert any(key[3] == 1 for key in keys)
+
+
+def test_big_endian_rows_threads_beyond_any_limit_and_verify_types(mixed, rng, tmp_path):
+    import pickle
+
+    _, W = mixed
+    x = rng.standard_normal((40, 24))
+    with am.config(tolerance=0.95):
+        x.astype(">f8") @ W  # its curve is keyed by the native dtype
+    assert all(key[0] in ("<f8", "<f4", "<f2") for key in W._product.costs.curves)
+    W.save(tmp_path / "w.approx")
+    am.load(tmp_path / "w.approx")
+    pickle.loads(pickle.dumps(W))
+    with am.config(threads=2**63, tolerance=None):
+        want = W._array_ufunc_python(np.matmul, "__call__", (x, W), {})
+        np.testing.assert_array_equal(x @ W, want)
+    x = rng.standard_normal((500, 24))
+    with am.config(verify=1.0, tolerance=None):  # every row
+        with am.config(verify=1):  # one row: equal as a number, not as a setting
+            x @ W
+            assert am.last_call().rows_verified == 1
+        x @ W
+        assert am.last_call().rows_verified == 500

@@ -160,3 +160,34 @@ def test_budget_per_call_and_conventions(digits):
         approximate(StandardScaler().fit(Xtr), Xtr)
     with pytest.raises(Exception, match="not fitted"):
         approximate(LogisticRegression(), Xtr)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimators_that_predict_otherwise_are_refused_or_handled(digits):
+    from sklearn.linear_model import PoissonRegressor, SGDRegressor
+    from sklearn.svm import SVC
+
+    Xtr, ytr, Xte, _ = digits
+    X, y = load_diabetes(return_X_y=True)
+    with pytest.raises(TypeError, match="does not know how PoissonRegressor"):
+        approximate(PoissonRegressor().fit(X, y), X)  # exp(X w + b): a link
+    with pytest.raises(TypeError, match="does not know how SVC"):
+        approximate(SVC(kernel="linear").fit(Xtr, ytr), Xtr)  # one-vs-one
+    sgd = SGDRegressor(random_state=0).fit(X, y)
+    np.testing.assert_allclose(_exact(approximate(sgd, X, **FEW), "predict", X),
+                               sgd.predict(X), rtol=1e-9)
+    # multilabel RidgeClassifier: labels per column, as the model gives them
+    Y = np.column_stack([ytr % 2, ytr > 4, ytr == 3]).astype(int)
+    ridge = RidgeClassifier().fit(Xtr, Y)
+    np.testing.assert_array_equal(_exact(approximate(ridge, Xtr, **FEW), "predict", Xte),
+                                  ridge.predict(Xte))
+    # whitened PCA with components of zero variance (digits has constant pixels)
+    pca = PCA(whiten=True).fit(Xtr)
+    got = _exact(approximate(pca, Xtr, **FEW), "transform", Xte)
+    want = pca.transform(Xte)
+    kept = pca.explained_variance_ > 1e-6
+    np.testing.assert_allclose(got[:, kept], want[:, kept], rtol=1e-6, atol=1e-6)
+    reg = MLPRegressor(hidden_layer_sizes=(16,), loss="poisson", max_iter=30,
+                       random_state=0).fit(Xtr / 16, ytr + 1.0)
+    np.testing.assert_allclose(_exact(approximate(reg, Xtr / 16, **FEW), "predict", Xte / 16),
+                               reg.predict(Xte / 16), rtol=1e-7)
