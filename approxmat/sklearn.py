@@ -23,6 +23,9 @@ linear regressors (``LinearRegression``,           ``predict``
                                                    ``MLPClassifier``
 =================================================  =========================================
 
+Estimators whose prediction is not a chain of such maps (generalised linear models with
+a link, one-vs-one ``SVC``, a sparse ``coef_``) are refused with a ``TypeError``.
+
 The accuracy budget is the one in force when a method is called
 (``with approxmat.config(tolerance=...)``), for every layer. After each call,
 ``last_calls_`` holds the :class:`~approxmat.CallReport` of every layer's product (which
