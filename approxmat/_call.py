@@ -239,10 +239,7 @@ class Product:
             result = result_dtype(x.dtype, weights.dtype)
             compute = _F64 if result == _F64 else _F32
             x2d = x if x.dtype in _KERNEL_DTYPES else x.astype(compute)
-            if x2d.shape[0] * M * 8 < _SMALL_OUTPUT_BYTES:
-                y = np.empty((x2d.shape[0], M), compute)
-            else:
-                y = _backend.empty_output(x2d.shape[0], M, compute)
+            y = _new_result(x2d.shape[0], M, compute)
             flags = run(x2d, y, threads)
             if flags is not None:
                 np.count_nonzero(flags & 1)
@@ -277,16 +274,7 @@ class Product:
             entry = self._fast[key] = self._fast_entry(x, config)
         tag = entry[0]
         if tag is _EXACT_ONLY:
-            if out is None:
-                t0 = _clock()
-                y = _MATMUL(x, self.weights)
-            elif type(out) is tuple and len(out) == 1 and type(out[0]) is np.ndarray:
-                t0 = _clock()
-                y = _MATMUL(x, self.weights, out=out)
-            else:
-                return None
-            _set_last((EXACT, x.shape[0], _clock() - t0, None, entry[1]))
-            return y
+            return self._fast_exact(x, out, None, entry[1])
         if tag is _GENERAL or config.verify is not None:
             return None
         nrows, width = x.shape
@@ -308,26 +296,12 @@ class Product:
             index = sched.indices[i]
             pred = (sched.curve, index)
             if index == 0:
-                if out is None:
-                    t0 = _clock()
-                    y = _MATMUL(x, self.weights)
-                elif type(out) is tuple and len(out) == 1 and type(out[0]) is np.ndarray:
-                    t0 = _clock()
-                    y = _MATMUL(x, self.weights, out=out)
-                else:
-                    return None
-                _set_last((EXACT, nrows, _clock() - t0, pred, None))
-                return y
+                return self._fast_exact(x, out, pred, None)
         else:
             index, pred = entry[1], None
         result = entry[3]
         if out is None:
-            # Small results (itemsize <= 8): the np.empty that empty_output would make,
-            # without the 0.2-0.4 us of the call (N = 1 latency).
-            if nrows * M * 8 < _SMALL_OUTPUT_BYTES:
-                out = np.empty((nrows, M), dtype=result)
-            else:
-                out = _backend.empty_output(nrows, M, result)
+            out = _new_result(nrows, M, result)
         else:  # out=(buf,): only a plain, exact-dtype, C-contiguous, separate buffer
             buf = out[0] if type(out) is tuple and len(out) == 1 else None
             if (
@@ -349,6 +323,20 @@ class Product:
         else:
             _set_last((point, nrows, seconds, pred, None))
         return out
+
+    def _fast_exact(self, x, out, pred, reason):
+        """NumPy's ``x @ weights`` for :meth:`fast`, with its report; None for an
+        ``out=`` other than a 1-tuple of ndarray (the general path checks it)."""
+        if out is None:
+            t0 = _clock()
+            y = _MATMUL(x, self.weights)
+        elif type(out) is tuple and len(out) == 1 and type(out[0]) is np.ndarray:
+            t0 = _clock()
+            y = _MATMUL(x, self.weights, out=out)
+        else:
+            return None
+        _set_last((EXACT, x.shape[0], _clock() - t0, pred, reason))
+        return y
 
     def _fast_entry(self, x, config):
         """What :meth:`fast` does for rows of this dtype under these settings.
@@ -528,6 +516,15 @@ class Product:
             return y if result == compute else y.astype(result)
         np.copyto(out, y, casting="same_kind")
         return out
+
+
+def _new_result(nrows, ncols, dtype):
+    """A new C-contiguous result: small ones (itemsize <= 8) the ``np.empty`` that
+    :func:`approxmat._backend.empty_output` would make, without the 0.2-0.4 us of that
+    call (N = 1 latency); large ones 64-byte aligned by it."""
+    if nrows * ncols * 8 < _SMALL_OUTPUT_BYTES:
+        return np.empty((nrows, ncols), dtype=dtype)
+    return _backend.empty_output(nrows, ncols, dtype)
 
 
 def _fast_run(point, check_finite):

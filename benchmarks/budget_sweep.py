@@ -37,7 +37,6 @@ kind; ``--cold`` times the first call after a switch too.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 
@@ -45,6 +44,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import approxmat as am
+from _timing import interleaved_minima
 from approxmat import _testing
 
 SMALL = [2, 4, 8, 16, 32, 64]
@@ -54,34 +54,6 @@ ROWS = [1, 10, 100, 1000, 10_000, 100_000]
 BUDGETS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
 MAX_BYTES = 200e6
 SLACK_FRACTION, SLACK_SECONDS = 0.05, 1e-6
-
-
-def _batch(fn, target=2e-3):
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    return max(1, min(5000, int(target / one)))
-
-
-COLD = False
-
-
-def _time(fns, reps):
-    sizes = [_batch(f) for f in fns]
-    best = [float("inf")] * len(fns)
-    order = list(range(len(fns)))
-    for _ in range(reps):
-        random.shuffle(order)
-        for i in order:
-            f, k = fns[i], sizes[i]
-            if not COLD:
-                f()  # untimed: see "Interleaving and thread pools" above
-            t0 = time.perf_counter()
-            for _ in range(k):
-                f()
-            best[i] = min(best[i], (time.perf_counter() - t0) / k)
-    return best
 
 
 def _fitted_small(D, M, rng):
@@ -109,7 +81,8 @@ def _allowed_sets(W):
     return groups
 
 
-def sweep_shape(name, weights, W, X, threads_list, reps, rows, rng, bad, counts=None):
+def sweep_shape(name, weights, W, X, threads_list, reps, rows, rng, bad, counts=None,
+                settle=True):
     D, M = weights.shape
     worst, chosen = 0.0, set()
     for threads in threads_list:
@@ -121,7 +94,8 @@ def sweep_shape(name, weights, W, X, threads_list, reps, rows, rng, bad, counts=
             for allowed, budgets in _allowed_sets(W).items():
                 t = budgets[0]
                 with threadpool_limits(threads), am.config(tolerance=t, threads=threads):
-                    t_np, t_us = _time([lambda: x @ weights, lambda: x @ W], reps)
+                    t_np, t_us = interleaved_minima([lambda: x @ weights, lambda: x @ W], reps,
+                                                    settle=settle, max_calls=5000)
                     x @ W
                     report = am.last_call()
                 ratio = t_us / t_np
@@ -144,8 +118,6 @@ def main(argv=None):
     parser.add_argument("--cold", action="store_true",
                         help="no untimed call before each timed batch")
     args = parser.parse_args(argv)
-    global COLD
-    COLD = args.cold
     rng = np.random.default_rng(0)
     reps = 3 if args.quick else args.reps
     rows = [1, 100, 10_000] if args.quick else ROWS
@@ -166,7 +138,7 @@ def main(argv=None):
             weights, W, X = _random_levels(D, M, C, rng)
             name = f"D={D} M={M} C={C}"
         worst, chosen = sweep_shape(name, weights, W, X, args.threads, reps, rows, rng, bad,
-                                    counts)
+                                    counts, settle=not args.cold)
         print(f"{name:>22} {len(W.levels):>4} {worst:>11.3f}  {' '.join(chosen)}")
         sys.stdout.flush()
     total = sum(counts.values())

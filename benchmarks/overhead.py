@@ -30,44 +30,17 @@ call took.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import approxmat as am
+from _timing import interleaved_minima
 from approxmat import _testing
 
 SHAPES = [(64, 16, 8), (512, 10, 16), (192, 64, 16)]  # (D, M, C)
 ROWS = [1, 16, 10_000, 100_000]
-
-
-def _batch(fn, target=2e-3):
-    """Calls per timed batch; the first calls (which may measure cost curves) are
-    warm-up."""
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(10):
-        fn()
-    one = max((time.perf_counter() - t0) / 10, 1e-7)
-    return max(1, min(20_000, int(target / one)))
-
-
-def _time(fns, reps):
-    sizes = [_batch(f) for f in fns]
-    best = [float("inf")] * len(fns)
-    order = list(range(len(fns)))
-    for _ in range(reps):
-        random.shuffle(order)
-        for i in order:
-            f, k = fns[i], sizes[i]
-            t0 = time.perf_counter()
-            for _ in range(k):
-                f()
-            best[i] = min(best[i], (time.perf_counter() - t0) / k)
-    return best
 
 
 def main(argv=None):
@@ -100,12 +73,12 @@ def main(argv=None):
                     "dot": lambda: np.dot(x, unfitted),
                     "np.dot": lambda: np.dot(x, weights),
                 }
-                results = dict(zip(plain, _time(list(plain.values()), reps)))
+                results = dict(zip(plain, interleaved_minima(list(plain.values()), reps)))
                 # Entering config() costs more than a one-row product, so the budgeted
                 # contenders run inside their block, against NumPy timed in the same block.
                 for name, t in (("tol=0", 0), ("tol=t", top + 1)):
                     with am.config(tolerance=t):
-                        numpy_t, ours = _time([plain["numpy"], plain["approx"]], reps)
+                        numpy_t, ours = interleaved_minima([plain["numpy"], plain["approx"]], reps)
                         x @ fitted
                         chosen = am.last_call()
                     results[name] = results["numpy"] + ours - numpy_t
