@@ -38,7 +38,7 @@ from . import _backend, _budget, _costs
 from ._config import _current
 from ._points import EXACT
 
-__all__ = ["APPROX_RESULT_DTYPES", "Product", "plan"]
+__all__ = ["APPROX_RESULT_DTYPES", "Product", "TransposedProduct", "plan"]
 
 #: Result dtypes the approximate path produces; anything else is computed exactly.
 APPROX_RESULT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -516,6 +516,39 @@ class Product:
             return y if result == compute else y.astype(result)
         np.copyto(out, y, casting="same_kind")
         return out
+
+
+class TransposedProduct(Product):
+    """How ``W @ x`` is computed: the product ``x.T @ W.T`` of the transposed problem.
+
+    ``weights`` is ``W.T`` (a view), the points are fitted for it from calibration
+    columns, and every decision is :class:`Product`'s for ``x.T`` (a row-major ``x``
+    is a column-major ``x.T``). Only the exact product differs: it is NumPy's own
+    ``W @ x`` (float16 results still through float32 BLAS), so ``tolerance=0`` gives
+    NumPy's bits. ``x`` and ``out`` arrive transposed (the last two axes swapped; 1-D
+    as they are) and the result leaves transposed.
+    """
+
+    __slots__ = ()
+
+    def exact(self, xt, kwargs, out_t, name):
+        if xt.ndim >= 1 and set(kwargs) <= {"out"} and _F16_BLOCKS.usable(xt, self.weights, out_t):
+            return self._exact_float16(xt, out_t, name)
+        weights = self.weights.T
+        x = _swap(xt)
+        out = None if out_t is None else _swap(out_t)
+        if name == "dot":
+            y = np.dot(weights, x, out=out) if out is not None else np.dot(weights, x)
+        else:
+            rest = {k: v for k, v in kwargs.items() if k != "out"}
+            y = np.matmul(weights, x, **rest) if out is None else np.matmul(
+                weights, x, out=out, **rest)
+        return _swap(y)
+
+
+def _swap(a):
+    """``a`` with its last two axes swapped (1-D and 0-D arrays as they are)."""
+    return a.swapaxes(-1, -2) if a.ndim >= 2 else a
 
 
 def _new_result(nrows, ncols, dtype):

@@ -20,17 +20,22 @@ File layout (all integers little-endian)::
                   split_low <f4 (C, 4), split_high <f4 (C, 4) (calibrated
                   ranges; -inf/+inf when a level has none);
                   "lowrank": left <f8 (D, r), right <f8 (r, M);
-                  then the errors <f8 (L,)
+                  then the errors <f8 (L,); then, when the header's "left"
+                  is not null, the points of W @ x the same way, for the
+                  transposed weights (D and M swapped), and their errors
     32+H+P  32    SHA-256 of every preceding byte
 
-The header of version 2 (written now) has exactly the keys ``{"meta", "weights",
-"points", "fitted", "costs"}``: "points" lists ``{"kind": "lut" or "lowrank",
-"size": C or r}`` in order, "fitted" says whether the matrix was fitted (it may keep
-no point but the exact one), "costs" holds the measured cost curves and the
-fingerprint of the machine that measured them (:class:`approxmat._costs.CostTable`;
-a loading machine with another fingerprint measures its own). Version 1 files
-(``{"meta", "weights", "levels"}`` with "levels" the codebook counts of lookup-table
-points, no costs) still load.
+The header of version 3 (written now) has exactly the keys ``{"meta", "weights",
+"points", "fitted", "costs", "left"}``: "points" lists ``{"kind": "lut" or
+"lowrank", "size": C or r}`` in order, "fitted" says whether the matrix was fitted
+(it may keep no point but the exact one), "costs" holds the measured cost curves and
+the fingerprint of the machine that measured them
+(:class:`approxmat._costs.CostTable`; a loading machine with another fingerprint
+measures its own). "left" is null, or ``{"points", "fitted", "costs"}`` of the
+points fitted for ``W @ x`` (``fit(..., side="left")``), which approximate
+``x.T @ W.T``. Version 2 files (no "left") and version 1 files (``{"meta",
+"weights", "levels"}`` with "levels" the codebook counts of lookup-table points, no
+costs) still load.
 
 Loading reads at most the bytes that really are in the file (sizes are checked
 against the file before anything is allocated), verifies the digest, then
@@ -59,7 +64,7 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 
 MAGIC = b"\x89APPROXMAT\r\n\x1a\n\x00\x00"
 #: Version written by this build; it reads versions 1..FORMAT_VERSION.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _PRELUDE = struct.Struct("<16sIIQ")
 _DIGEST = 32
 #: Largest accepted JSON header (the metadata is meant to be small).
@@ -109,7 +114,7 @@ def _stored(level, name):
     return value
 
 
-def save(path, weights, levels, meta, costs=None, fitted=None):
+def save(path, weights, levels, meta, costs=None, fitted=None, left=None):
     """Write weights, fitted points, their cost curves and metadata to one file.
 
     Parameters
@@ -127,6 +132,9 @@ def save(path, weights, levels, meta, costs=None, fitted=None):
         Measured cost curves of the exact product and the points.
     fitted : bool, optional
         Whether the matrix was fitted (default: whether there are points).
+    left : tuple, optional
+        ``(levels, costs, fitted)`` of the points of ``W @ x``, fitted for the
+        transposed weights ``weights.T``.
 
     Examples
     --------
@@ -140,7 +148,7 @@ def save(path, weights, levels, meta, costs=None, fitted=None):
     >>> w.shape, levels[0].error, meta
     ((3, 2), 0.5, {'approxmat': '0.1'})
     """
-    data = _serialise(weights, levels, meta, costs, fitted)
+    data = _serialise(weights, levels, meta, costs, fitted, left)
     if isinstance(path, (str, bytes, os.PathLike)):
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
@@ -161,7 +169,7 @@ def save(path, weights, levels, meta, costs=None, fitted=None):
         path.write(data)
 
 
-def _serialise(weights, levels, meta, costs=None, fitted=None):
+def _serialise(weights, levels, meta, costs=None, fitted=None, left=None):
     if not isinstance(meta, dict):
         raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
     try:
@@ -174,10 +182,32 @@ def _serialise(weights, levels, meta, costs=None, fitted=None):
             f"weights must be a 2-D real numeric array, got {w.dtype} of shape {w.shape}"
         )
     D, M = w.shape
+    parts = [np.ascontiguousarray(w, dtype=_le(w.dtype)).tobytes()]
+    head = {
+        "meta": json.loads(meta_json),
+        "weights": {"dtype": _le(w.dtype).str, "shape": [D, M]},
+        "left": None,
+    }
+    head.update(_serialise_points(parts, levels, costs, fitted, D, M))
+    if left is not None:
+        head["left"] = _serialise_points(parts, *left, M, D)
+    header = json.dumps(head, allow_nan=False, sort_keys=True).encode("utf-8")
+    if len(header) > MAX_HEADER_BYTES:
+        raise ValueError(
+            f"metadata too large: the header is {len(header)} bytes, at most "
+            f"{MAX_HEADER_BYTES} are allowed"
+        )
+    payload = b"".join(parts)
+    body = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(header), len(payload)) + header + payload
+    return body + hashlib.sha256(body).digest()
+
+
+def _serialise_points(parts, levels, costs, fitted, D, M):
+    """Append the arrays of one side's points (for ``(D, M)`` weights) to ``parts``;
+    the header entries ``{"points", "fitted", "costs"}``."""
     levels = list(levels)
     if len(levels) > MAX_LEVELS:
         raise ValueError(f"at most {MAX_LEVELS} levels can be saved, got {len(levels)}")
-    parts = [np.ascontiguousarray(w, dtype=_le(w.dtype)).tobytes()]
     for lv in levels:
         if not isinstance(lv, (Level, LowRank)):
             raise TypeError(
@@ -198,25 +228,11 @@ def _serialise(weights, levels, meta, costs=None, fitted=None):
         len(c.seconds) != len(levels) + 1 for c in costs.curves.values()
     ):
         raise ValueError("the cost curves do not match the points")
-    header = json.dumps(
-        {
-            "meta": json.loads(meta_json),
-            "weights": {"dtype": _le(w.dtype).str, "shape": [D, M]},
-            "points": [{"kind": lv.kind, "size": int(lv.size)} for lv in levels],
-            "fitted": bool(levels) if fitted is None else bool(fitted),
-            "costs": None if costs is None else costs.to_json(),
-        },
-        allow_nan=False,
-        sort_keys=True,
-    ).encode("utf-8")
-    if len(header) > MAX_HEADER_BYTES:
-        raise ValueError(
-            f"metadata too large: the header is {len(header)} bytes, at most "
-            f"{MAX_HEADER_BYTES} are allowed"
-        )
-    payload = b"".join(parts)
-    body = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(header), len(payload)) + header + payload
-    return body + hashlib.sha256(body).digest()
+    return {
+        "points": [{"kind": lv.kind, "size": int(lv.size)} for lv in levels],
+        "fitted": bool(levels) if fitted is None else bool(fitted),
+        "costs": None if costs is None else costs.to_json(),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -275,6 +291,9 @@ def load(path, with_costs=False):
         Only with ``with_costs``.
     fitted : bool
         Only with ``with_costs``.
+    left : tuple or None
+        Only with ``with_costs``: ``(levels, costs, fitted)`` of the points of
+        ``W @ x`` (fitted for ``weights.T``), None when there are none.
 
     Raises
     ------
@@ -334,6 +353,8 @@ def _parse(header, payload, version=FORMAT_VERSION):
         raise _bad(f"malformed header ({type(exc).__name__})") from None
     keys = {"meta", "weights", "levels"} if version == 1 else {
         "meta", "weights", "points", "fitted", "costs"}
+    if version >= 3:
+        keys = keys | {"left"}
     if not isinstance(head, dict) or set(head) != keys:
         found = sorted(head) if isinstance(head, dict) else type(head).__name__
         raise _bad(f"header must have exactly the keys {', '.join(sorted(keys))}; "
@@ -357,40 +378,24 @@ def _parse(header, payload, version=FORMAT_VERSION):
         specs = head["levels"]
         if not isinstance(specs, list):
             raise _bad("levels must be a list of codebook counts")
-        specs = [{"kind": "lut", "size": C} for C in specs]
-        fitted = bool(specs)
+        sections = [([{"kind": "lut", "size": C} for C in specs], bool(specs), None, D, M)]
     else:
-        specs, fitted = head["points"], head["fitted"]
-        if type(fitted) is not bool:
-            raise _bad("fitted must be true or false")
-    if not isinstance(specs, list) or len(specs) > MAX_LEVELS:
-        raise _bad(f"points must be a list of at most {MAX_LEVELS} entries")
-    for spec in specs:
-        if not isinstance(spec, dict) or set(spec) != {"kind", "size"}:
-            raise _bad("each point must have exactly the keys kind and size")
-        kind, size = spec["kind"], spec["size"]
-        if kind == "lut":
-            if type(size) is not int or not 1 <= size <= MAX_CODEBOOKS or size > D:
-                raise _bad(f"invalid number of codebooks {size!r} (D={D})")
-        elif kind == "lowrank":
-            if type(size) is not int or not 1 <= size <= min(D, M):
-                raise _bad(f"invalid rank {size!r} (D={D}, M={M})")
-        else:
-            raise _bad(f"unknown point kind {kind!r}")
-    costs = None
-    if version >= 2 and head["costs"] is not None:
-        try:
-            costs = CostTable.from_json(head["costs"], len(specs) + 1)
-        except (ValueError, TypeError) as exc:
-            raise _bad(f"invalid cost curves: {exc}") from None
+        sections = [_section(head, D, M, version)]
+        left = head.get("left")
+        if left is not None:
+            if not isinstance(left, dict) or set(left) != {"points", "fitted", "costs"}:
+                raise _bad("left must be null or have exactly the keys costs, fitted "
+                           "and points")
+            sections.append(_section(left, M, D, version))
 
     # Sizes, computed with Python ints (no overflow), before touching the payload.
     wdtype = np.dtype(wspec["dtype"])
     expected = D * M * wdtype.itemsize
-    layouts = [_point_layout(sp["kind"], sp["size"], D, M) for sp in specs]
-    for layout in layouts:
-        expected += sum(math.prod(s) * dt.itemsize for _, dt, s in layout)
-    expected += 8 * len(specs)
+    for specs, _fitted, _costs, d, m in sections:
+        for sp in specs:
+            layout = _point_layout(sp["kind"], sp["size"], d, m)
+            expected += sum(math.prod(s) * dt.itemsize for _, dt, s in layout)
+        expected += 8 * len(specs)
     if expected != len(payload):
         raise _bad(
             f"payload is {len(payload)} bytes but the header describes {expected}"
@@ -408,30 +413,65 @@ def _parse(header, payload, version=FORMAT_VERSION):
     weights = take(wdtype, (D, M))
     if weights.dtype.kind == "f" and not np.isfinite(weights).all():
         raise _bad("weights contain NaN or inf")
-    arrays = [{name: take(dt, s) for name, dt, s in layout} for layout in layouts]
-    errors = take(_le(np.float64), (len(specs),))
-    levels = []
-    for spec, arrs, err in zip(specs, arrays, errors):
-        what = ("the level with C=" if spec["kind"] == "lut" else "the point of rank ") + str(
-            spec["size"])
-        if err < 0:  # NaN is allowed: an error not measured
-            raise _bad(f"negative error in {what}")
-        if spec["kind"] == "lowrank":
-            if not (np.isfinite(arrs["left"]).all() and np.isfinite(arrs["right"]).all()):
-                raise _bad(f"non-finite factors in {what}")
-            levels.append(LowRank(arrs["left"], arrs["right"], error=float(err)))
-            continue
-        sd = arrs["split_dims"]
-        if sd.size and (sd.min() < 0 or sd.max() >= D):
-            raise _bad(f"split columns outside [0, {D}) in {what}")
-        if np.isnan(arrs["thresholds"]).any():
-            raise _bad(f"NaN thresholds in {what}")
-        if np.isnan(arrs["split_low"]).any() or np.isnan(arrs["split_high"]).any():
-            raise _bad(f"NaN calibrated ranges in {what}")
-        if not (np.isfinite(arrs["scale"]).all() and np.isfinite(arrs["offset"]).all()):
-            raise _bad(f"non-finite scale or offset in {what}")
+    sides = []
+    for specs, fitted, costs, d, m in sections:
+        layouts = [_point_layout(sp["kind"], sp["size"], d, m) for sp in specs]
+        arrays = [{name: take(dt, s) for name, dt, s in layout} for layout in layouts]
+        errors = take(_le(np.float64), (len(specs),))
+        levels = [_point(spec, arrs, err, d) for spec, arrs, err in zip(specs, arrays, errors)]
+        sides.append((levels, costs, fitted))
+    levels, costs, fitted = sides[0]
+    return weights, levels, meta, costs, fitted, sides[1] if len(sides) > 1 else None
+
+
+def _section(head, D, M, version):
+    """``(specs, fitted, costs, D, M)`` of one side's points in a version >= 2 header."""
+    specs, fitted = head["points"], head["fitted"]
+    if type(fitted) is not bool:
+        raise _bad("fitted must be true or false")
+    if not isinstance(specs, list) or len(specs) > MAX_LEVELS:
+        raise _bad(f"points must be a list of at most {MAX_LEVELS} entries")
+    for spec in specs:
+        if not isinstance(spec, dict) or set(spec) != {"kind", "size"}:
+            raise _bad("each point must have exactly the keys kind and size")
+        kind, size = spec["kind"], spec["size"]
+        if kind == "lut":
+            if type(size) is not int or not 1 <= size <= MAX_CODEBOOKS or size > D:
+                raise _bad(f"invalid number of codebooks {size!r} (D={D})")
+        elif kind == "lowrank":
+            if type(size) is not int or not 1 <= size <= min(D, M):
+                raise _bad(f"invalid rank {size!r} (D={D}, M={M})")
+        else:
+            raise _bad(f"unknown point kind {kind!r}")
+    costs = None
+    if head["costs"] is not None:
         try:
-            levels.append(Level(**arrs, error=float(err)))
-        except ValueError as exc:
-            raise _bad(str(exc)) from None
-    return weights, levels, meta, costs, fitted
+            costs = CostTable.from_json(head["costs"], len(specs) + 1)
+        except (ValueError, TypeError) as exc:
+            raise _bad(f"invalid cost curves: {exc}") from None
+    return specs, fitted, costs, D, M
+
+
+def _point(spec, arrs, err, D):
+    """The validated :class:`Level` or :class:`LowRank` of one point's arrays."""
+    what = ("the level with C=" if spec["kind"] == "lut" else "the point of rank ") + str(
+        spec["size"])
+    if err < 0:  # NaN is allowed: an error not measured
+        raise _bad(f"negative error in {what}")
+    if spec["kind"] == "lowrank":
+        if not (np.isfinite(arrs["left"]).all() and np.isfinite(arrs["right"]).all()):
+            raise _bad(f"non-finite factors in {what}")
+        return LowRank(arrs["left"], arrs["right"], error=float(err))
+    sd = arrs["split_dims"]
+    if sd.size and (sd.min() < 0 or sd.max() >= D):
+        raise _bad(f"split columns outside [0, {D}) in {what}")
+    if np.isnan(arrs["thresholds"]).any():
+        raise _bad(f"NaN thresholds in {what}")
+    if np.isnan(arrs["split_low"]).any() or np.isnan(arrs["split_high"]).any():
+        raise _bad(f"NaN calibrated ranges in {what}")
+    if not (np.isfinite(arrs["scale"]).all() and np.isfinite(arrs["offset"]).all()):
+        raise _bad(f"non-finite scale or offset in {what}")
+    try:
+        return Level(**arrs, error=float(err))
+    except ValueError as exc:
+        raise _bad(str(exc)) from None

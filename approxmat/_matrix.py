@@ -8,9 +8,13 @@ How NumPy reaches us:
 * ``np.dot(x, W)`` calls ``W.__array_function__``.
 * ``[[...]] @ W`` (a list on the left) calls ``W.__rmatmul__``.
 
-Only the product with ``W`` as the *right* operand is approximated. Everything else
-(``W @ x``, ``W + 1``, ``np.sum(W)``, ``W.T``, indexing) behaves exactly like the
-wrapped array and returns plain ndarrays. ``W`` is read-only: operations that would
+The product with ``W`` as the right operand is approximated once :meth:`fit` has
+been called; ``W @ x``, ``np.matmul(W, x)`` and ``np.dot(W, x)`` once
+``fit(..., side="left")`` has (through the transposed problem ``x.T @ W.T``, see
+:class:`approxmat._call.TransposedProduct`). A dask array on the left of ``W`` gives
+a lazy dask array computed block by block (:mod:`approxmat.dask`). Everything else
+(``W + 1``, ``np.sum(W)``, ``W.T``, indexing) behaves exactly like the wrapped array
+and returns plain ndarrays. ``W`` is read-only: operations that would
 write into it (``W += 1``, ``W[0] = 1``, ``np.add(a, b, out=W)``) raise ``TypeError``.
 """
 
@@ -53,6 +57,9 @@ class LevelInfo:
         Measured time of NumPy's product over this point's, at the rows, dtype,
         layout and threads of :attr:`Levels.measured_at` (NaN when this machine has
         not measured it yet).
+    side : {"right", "left"}
+        The product the point approximates: ``x @ W`` (``"right"``, fitted by
+        ``fit(X)``) or ``W @ x`` (``"left"``, fitted by ``fit(x, side="left")``).
     """
 
     kind: str
@@ -60,6 +67,7 @@ class LevelInfo:
     error: float
     nbytes: int
     speedup: float = float("nan")
+    side: str = "right"
 
     @property
     def ncodebooks(self):
@@ -93,10 +101,13 @@ class Levels(tuple):
     def __repr__(self):
         if not self:
             return "Levels([])  (not fitted: products are exact)"
-        head = ("kind", "size", "validated error", "bytes", "speedup")
-        rows = [("exact", "-", "0", "0", "1.00x")] + [
+        sides = any(p.side != "right" for p in self)
+        head = ("kind", "size", "validated error", "bytes", "speedup") + (
+            ("side",) if sides else ())
+        rows = [("exact", "-", "0", "0", "1.00x") + (("both",) if sides else ())] + [
             (p.kind, str(p.size), f"{p.error:.4g}", f"{p.nbytes:,}",
              "-" if p.speedup != p.speedup else f"{p.speedup:.2f}x")
+            + ((p.side,) if sides else ())
             for p in self
         ]
         widths = [max(len(r[k]) for r in rows + [head]) for k in range(len(head))]
@@ -230,11 +241,12 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     np.float64(21.0)
     """
 
-    __slots__ = ("_weights", "_product", "__weakref__")
+    __slots__ = ("_weights", "_product", "_left", "_token", "__weakref__")
 
     def __init__(self, weights):
         self._weights = _validate_weights(weights)
         self._set_points(())
+        self._left = None
 
     def _set_points(self, points, costs=None, fitted=None, rows=None):
         """Use ``points`` (and their cost curves) from now on, with fresh per-fit
@@ -315,6 +327,24 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     def __setitem__(self, index, value):
         raise _read_only_error("item assignment")
 
+    def __dask_tokenize__(self):
+        # A name of this matrix's current points, for dask graphs (see approxmat.dask):
+        # new after every fit, never the name of another matrix.
+        token = getattr(self, "_token", None)
+        if token is None or token[0] is not self._product or token[1] is not self._left:
+            import uuid
+
+            token = self._token = (self._product, self._left, uuid.uuid4().hex)
+        return ("approxmat.ApproxMatrix", token[2])
+
+    def to_dask_array(self):
+        """``W`` as a one-chunk dask array that keeps its products (see
+        :func:`approxmat.dask.to_dask_array`); what ``dask.array.asarray(W)`` and
+        ``dask.array.matmul(x, W)`` use."""
+        from . import dask as _dask_integration
+
+        return _dask_integration.to_dask_array(self)
+
     def __copy__(self):
         return self._with_points(self._product)
 
@@ -322,32 +352,46 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         return self._with_points(self._product)
 
     def __getstate__(self):
-        product = self._product
-        return {"weights": np.array(self._weights), "levels": self._points,
-                "fitted": product.fitted, "costs": product.costs.to_json()}
+        state = _product_state(self._product)
+        state["weights"] = np.array(self._weights)
+        if self._left is not None:
+            state["left"] = _product_state(self._left)
+        return state
 
     def __setstate__(self, state):
         self._weights = _validate_weights(state["weights"])
-        points = tuple(state["levels"])
-        costs = state.get("costs")
-        if costs is not None:
-            costs = _costs.CostTable.from_json(costs, len(points) + 1)
-        self._set_points(points, costs, state.get("fitted"))
+        points, costs, fitted = _product_args(state)
+        self._set_points(points, costs, fitted)
+        left = state.get("left")
+        self._left = None if left is None else _call.TransposedProduct(
+            self._weights.T, *_product_args(left))
+        _UNPICKLED[0] += 1
 
     def __repr__(self):
         head = f"ApproxMatrix(shape={self.shape}, dtype={self.dtype}"
-        if not self._product.fitted:
+        left = self._left
+        if not self._product.fitted and left is None:
             return head + ", not fitted: products are exact)"
-        points = ", ".join(
-            f"{'C' if p.kind == 'lut' else 'rank '}{p.size}: err {p.error:.3g}"
-            for p in self._points
-        )
-        return head + f", points=[exact, {points}])" if points else head + ", points=[exact])"
+
+        def listed(points):
+            return ", ".join(["exact"] + [
+                f"{'C' if p.kind == 'lut' else 'rank '}{p.size}: err {p.error:.3g}"
+                for p in points[1:]])
+
+        parts = [head]
+        if self._product.fitted:
+            parts.append(f"points=[{listed(self._product.points)}]")
+        if left is not None:
+            parts.append(f"left points=[{listed(left.points)}]")
+        return ", ".join(parts) + ")"
 
     def _with_points(self, product):
         new = object.__new__(type(self))
         new._weights = self._weights
         new._set_points(product.points[1:], product.costs, product.fitted, product.rows)
+        left = self._left
+        new._left = None if left is None else _call.TransposedProduct(
+            left.weights, left.points[1:], left.costs, left.fitted, left.rows)
         return new
 
     @property
@@ -364,6 +408,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         new = object.__new__(type(self))
         new._weights = self._weights
         new._set_points(tuple(points), None, True)
+        new._left = None
         return new
 
     # ------------------------------------------------------------------ fitting
@@ -371,47 +416,38 @@ class ApproxMatrix(NDArrayOperatorsMixin):
     def levels(self) -> Levels:
         """Fitted operating points (empty before :meth:`fit`), as a table.
 
-        Lookup-table points first (fewest codebooks first), then low-rank points
-        (lowest rank first). Each shows its kind, size, validated error, bytes read
-        besides ``x`` and its measured speedup over NumPy's product for a call of
-        4096 rows (fewer when the curves stop earlier) of the calibration dtype,
-        row-major, with the kernel threads of the current settings.
+        Points of ``x @ W`` first, then those of ``W @ x`` (``fit(..., side="left")``;
+        the table then has a ``side`` column); per side, lookup-table points first
+        (fewest codebooks first), then low-rank points (lowest rank first). Each
+        shows its kind, size, validated error, bytes read besides ``x`` and its
+        measured speedup over NumPy's product for a call of 4096 rows (fewer when
+        the curves stop earlier; columns of ``x`` for the left side) of the
+        calibration dtype, row-major ``x``, with the kernel threads of the current
+        settings.
 
         Returns
         -------
         Levels
             A tuple of :class:`LevelInfo`.
         """
-        product = self._product
-        points = self._points
-        if not points:
-            return Levels((), "")
-        key = _costs.key_of(product.costs.reference_dtype, "C",
-                            _backend.kernel_threads(None))
-        curve = product.costs.curves.get(key)
-        if curve is None:
-            speedups = [float("nan")] * len(points)
-            at = "(not measured on this machine yet: calls measure it on first use)"
-        else:
-            n = curve.rows[-1]
-            exact = curve.predict(0, n)
-            speedups = [exact / curve.predict(i + 1, n) for i in range(len(points))]
-            at = (f"at N={n} rows of {np.dtype(key[0]).name}, row-major, "
-                  f"{key[2]} kernel thread{'s' if key[2] > 1 else ''}")
-        return Levels(
-            [LevelInfo(p.kind, int(p.size), float(p.error), int(p.nbytes), s)
-             for p, s in zip(points, speedups)],
-            at,
-        )
+        threads = _backend.kernel_threads(None)
+        infos, notes = _level_infos(self._product, "right", "C", threads)
+        if self._left is not None:
+            more, left_notes = _level_infos(self._left, "left", "F", threads)
+            infos += more
+            notes += [f"for W @ x {n}" for n in left_notes]
+        return Levels(infos, "; ".join(notes))
 
     @property
     def fitted(self) -> bool:
-        """Whether :meth:`fit` has been called (products may then be approximated)."""
-        return self._product.fitted
+        """Whether :meth:`fit` has been called, for either side (products may then
+        be approximated)."""
+        return self._product.fitted or self._left is not None
 
     def fit(self, X_cal, ncodebooks=None, *, ranks=None, prune=None, random_state=None,
-            progress=False):
-        """Learn approximations of ``x @ W`` from representative rows, and time them.
+            progress=False, side="right"):
+        """Learn approximations of ``x @ W`` (or ``W @ x``) from representative
+        operands, and time them.
 
         Fits operating points of two kinds: lookup tables (MADDNESS, ``ncodebooks``)
         and low-rank factors (``ranks``, reduced-rank regression on the calibration
@@ -423,9 +459,10 @@ class ApproxMatrix(NDArrayOperatorsMixin):
 
         Parameters
         ----------
-        X_cal : array_like, shape (N, D)
-            Calibration rows that look like future left operands (at least 200).
-            Part of them is held out to measure each point's error.
+        X_cal : array_like, shape (N, D), or (M, N) for ``side="left"``
+            Calibration operands that look like future ones (at least 200 rows,
+            or columns for the left side). Part of them is held out to measure
+            each point's error.
         ncodebooks : int or sequence of int, optional
             Lookup-table points to fit. Default: a ladder of powers of two that fit
             D. Given alone (``ranks`` omitted), only lookup-table points are fitted.
@@ -441,6 +478,13 @@ class ApproxMatrix(NDArrayOperatorsMixin):
             vary from run to run, so pruning may too).
         progress : bool, optional
             Report progress on stderr.
+        side : {"right", "left"}, optional
+            ``"right"`` (default) fits ``x @ W`` from rows ``X_cal`` of shape
+            ``(N, D)``. ``"left"`` fits ``W @ x`` from ``X_cal`` of shape
+            ``(M, N)``, the ``x`` the products will have (its columns are the
+            calibration samples), through the transposed problem
+            ``x.T @ W.T``: ``W.levels`` lists those points with side ``"left"``.
+            Each side keeps its points when the other is fitted; fitting a side
 
         Returns
         -------
@@ -456,9 +500,18 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         >>> W = am.ApproxMatrix(rng.standard_normal((32, 8))).fit(X, [4, 8], ranks=[2])
         >>> [(p.kind, p.size) for p in W.levels]
         [('lut', 4), ('lut', 8), ('lowrank', 2)]
-        """
-        from ._fit import fit_points
 
+        The known operand on the left: ``W @ x`` with ``x`` of shape ``(8, n)``.
+
+        >>> x_cal = rng.standard_normal((8, 1000))
+        >>> _ = W.fit(x_cal, [2], side="left")
+        >>> [(p.side, p.kind, p.size) for p in W.levels][-1]
+        ('left', 'lut', 2)
+        >>> (W @ x_cal[:, :5]).shape
+        (32, 5)
+        """
+        if side not in ("right", "left"):
+            raise ValueError(f'side must be "right" or "left", got {side!r}')
         default = ncodebooks is None and ranks is None
         if prune is None:
             prune = default
@@ -467,28 +520,22 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         if not default:
             ncodebooks = () if ncodebooks is None else ncodebooks
             ranks = () if ranks is None else ranks
-        points = fit_points(X_cal, self._weights, ncodebooks, ranks,
-                            random_state=random_state, progress=progress)
+        if side == "right":
+            self._product = _fit_product(
+                _call.Product, self._weights, X_cal, ncodebooks, ranks, prune,
+                random_state, progress)
+            return self
         X_cal = np.asarray(X_cal)
-        points = [_budget.with_calibrated_ranges(p, X_cal) if p.kind == "lut" else p
-                  for p in points]
-        dtype = X_cal.dtype if X_cal.dtype.kind in "biuf" else np.dtype(np.float64)
-        rows = np.ascontiguousarray(X_cal[:TIMING_ROWS])
-        product = _call.Product(self._weights, points, _costs.CostTable(dtype=dtype),
-                                True, rows)
-        if progress:
-            print(f"approxmat fit: timing {len(points) + 1} points on this machine",
-                  file=sys.stderr, flush=True)
-        for layout in ("C", "F"):
-            for threads in sorted({1, _backend.kernel_threads(None)}):
-                product.curve(dtype, layout, threads, repeats=_costs.FIT_REPEATS)
-        if prune:
-            drop = set(_costs.dominated(product.costs, product.points))
-            keep = [i for i in range(len(product.points)) if i not in drop]
-            points = [product.points[i] for i in keep[1:]]
-            product = _call.Product(self._weights, points,
-                                    _costs.subset(product.costs, keep), True, rows)
-        self._product = product
+        M = self._weights.shape[1]
+        if X_cal.ndim != 2 or X_cal.shape[0] != M:
+            raise ValueError(
+                f'fit(..., side="left") needs the x of W @ x, of shape (M, N) = ({M}, N) '
+                f"for weights of shape {self.shape}; got an array of shape {X_cal.shape}. "
+                f"Its N columns are the calibration samples."
+            )
+        self._left = _fit_product(
+            _call.TransposedProduct, self._weights.T, X_cal.T, ncodebooks, ranks, prune,
+            random_state, progress)
         return self
 
     def save(self, path):
@@ -504,9 +551,11 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         """
         from . import _io
 
-        product = self._product
+        product, left = self._product, self._left
         _io.save(path, np.asarray(self._weights), list(self._points), {"approxmat": _version},
-                 costs=product.costs, fitted=product.fitted)
+                 costs=product.costs, fitted=product.fitted,
+                 left=None if left is None else (list(left.points[1:]), left.costs,
+                                                 left.fitted))
 
     # ------------------------------------------------------------------ products
     #: ``x @ W``, ``np.matmul(x, W, ...)`` and every other ufunc with ``W`` as an
@@ -538,6 +587,9 @@ class ApproxMatrix(NDArrayOperatorsMixin):
             raise _read_only_error(f"{ufunc.__name__} with out=W")
         if right_operand:
             return self._rmatmul(inputs[0], kwargs, name="matmul", product=product)
+        if (ufunc is _MATMUL and len(inputs) == 2 and inputs[0] is self
+                and method == "__call__" and inputs[1] is not self):
+            return self._lmatmul(inputs[1], kwargs, name="matmul")
         if method == "at" and inputs and inputs[0] is self:
             raise _read_only_error(f"{ufunc.__name__}.at")
         # Not a product we approximate: exactly what the wrapped array would do.
@@ -551,6 +603,13 @@ class ApproxMatrix(NDArrayOperatorsMixin):
                 extra["out"] = args[2]
             if np.ndim(args[0]) >= 1 and set(extra) <= {"out"}:
                 return self._rmatmul(args[0], extra, name="dot")
+        if (func is np.dot and len(args) >= 2 and args[0] is self and args[1] is not self
+                and self._left is not None):
+            extra = dict(kwargs)
+            if len(args) > 2:
+                extra["out"] = args[2]
+            if set(extra) <= {"out"} and np.ndim(args[1]) in (1, 2):
+                return self._lmatmul(args[1], extra, name="dot")
         args = _replace_self(args, self, self._weights)
         kwargs = _replace_self(kwargs, self, self._weights)
         return func(*args, **kwargs)
@@ -561,9 +620,44 @@ class ApproxMatrix(NDArrayOperatorsMixin):
 
     def _rmatmul(self, x, kwargs, *, name, product=None):
         """``x @ W`` through the call-time decision (:class:`approxmat._call.Product`)."""
-        if type(x) is not np.ndarray and isinstance(x, ApproxMatrix):
-            x = x._weights
+        if type(x) is not np.ndarray:
+            if isinstance(x, ApproxMatrix):
+                x = x._weights
+            elif _is_dask_array(x):
+                from . import dask as _dask_integration
+
+                return _dask_integration.matmul(x, self, kwargs, name=name)
         return (product or self._product)(x, kwargs, name)
+
+    def _lmatmul(self, x, kwargs, *, name):
+        """``W @ x`` (``np.matmul(W, x)``, ``np.dot(W, x)``) through the transposed
+        problem, when ``fit(..., side="left")`` was called; NumPy's own otherwise."""
+        left = self._left
+        numpy_own = left is None or not set(kwargs) <= {"out", "dtype"} or (
+            name == "dot" and "dtype" in kwargs)
+        if not numpy_own:
+            if type(x) is not np.ndarray:
+                x = x._weights if isinstance(x, ApproxMatrix) else np.asarray(x)
+            D, M = self._weights.shape
+            out = kwargs.get("out")
+            if isinstance(out, tuple):
+                out = out[0] if len(out) == 1 else out
+            shape = (D,) + x.shape[1:] if x.ndim <= 2 else x.shape[:-2] + (D, x.shape[-1])
+            numpy_own = x.ndim == 0 or x.shape[-2 if x.ndim >= 2 else 0] != M or (
+                out is not None and not (isinstance(out, np.ndarray) and out.shape == shape))
+            if not numpy_own and name == "dot" and out is not None:
+                result = _call.result_dtype(x.dtype, self._weights.dtype)
+                numpy_own = not (out.dtype == result and out.flags.c_contiguous)
+        if numpy_own:  # NumPy's product (and NumPy's errors for bad operands)
+            op = np.dot if name == "dot" else np.matmul
+            if name == "dot" and "out" in kwargs:
+                return np.dot(self._weights, x, kwargs["out"])
+            return op(self._weights, x, **kwargs)
+        transposed = dict(kwargs)
+        if out is not None:
+            transposed["out"] = _call._swap(out)
+        y = left(_call._swap(x), transposed, "matmul")
+        return out if out is not None else _call._swap(y)
 
 
 def load(path) -> ApproxMatrix:
@@ -582,8 +676,84 @@ def load(path) -> ApproxMatrix:
     """
     from . import _io
 
-    weights, points, _meta, costs, fitted = _io.load(path, with_costs=True)
+    weights, points, _meta, costs, fitted, left = _io.load(path, with_costs=True)
     W = ApproxMatrix(weights)
     W._set_points(points, costs, fitted)
+    if left is not None:
+        W._left = _call.TransposedProduct(W._weights.T, *left)
     return W
+
+
+#: How many matrices this process has rebuilt from a pickle (``__setstate__``): what a
+#: dask worker received, for :mod:`approxmat.dask`'s tests and benchmark.
+_UNPICKLED = [0]
+
+
+def _is_dask_array(x) -> bool:
+    """Whether ``x`` is a dask array (without importing dask)."""
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(x, module.Array)
+
+
+def _product_state(product):
+    """The picklable state of one side's points (see ``__getstate__``)."""
+    return {"levels": product.points[1:], "fitted": product.fitted,
+            "costs": product.costs.to_json()}
+
+
+def _product_args(state):
+    """``(points, costs, fitted)`` of :func:`_product_state`'s state."""
+    points = tuple(state["levels"])
+    costs = state.get("costs")
+    if costs is not None:
+        costs = _costs.CostTable.from_json(costs, len(points) + 1)
+    return points, costs, state.get("fitted")
+
+
+def _level_infos(product, side, layout, threads):
+    """:class:`LevelInfo` of one side's points, and where their speedups were measured."""
+    points = product.points[1:]
+    if not points:
+        return [], []
+    key = _costs.key_of(product.costs.reference_dtype, layout, threads)
+    curve = product.costs.curves.get(key)
+    what = "rows" if side == "right" else "columns"
+    if curve is None:
+        speedups = [float("nan")] * len(points)
+        at = "(not measured on this machine yet: calls measure it on first use)"
+    else:
+        n = curve.rows[-1]
+        exact = curve.predict(0, n)
+        speedups = [exact / curve.predict(i + 1, n) for i in range(len(points))]
+        at = (f"at N={n} {what} of {np.dtype(key[0]).name}, row-major, "
+              f"{key[2]} kernel thread{'s' if key[2] > 1 else ''}")
+    return [LevelInfo(p.kind, int(p.size), float(p.error), int(p.nbytes), s, side)
+            for p, s in zip(points, speedups)], [at]
+
+
+def _fit_product(cls, weights, X_cal, ncodebooks, ranks, prune, random_state, progress):
+    """Fit, time and prune the points of one side: a :class:`approxmat._call.Product`
+    (``cls``) for ``X_cal @ weights``."""
+    from ._fit import fit_points
+
+    points = fit_points(X_cal, weights, ncodebooks, ranks,
+                        random_state=random_state, progress=progress)
+    X_cal = np.asarray(X_cal)
+    points = [_budget.with_calibrated_ranges(p, X_cal) if p.kind == "lut" else p
+              for p in points]
+    dtype = X_cal.dtype if X_cal.dtype.kind in "biuf" else np.dtype(np.float64)
+    rows = np.ascontiguousarray(X_cal[:TIMING_ROWS])
+    product = cls(weights, points, _costs.CostTable(dtype=dtype), True, rows)
+    if progress:
+        print(f"approxmat fit: timing {len(points) + 1} points on this machine",
+              file=sys.stderr, flush=True)
+    for layout in ("C", "F"):
+        for threads in sorted({1, _backend.kernel_threads(None)}):
+            product.curve(dtype, layout, threads, repeats=_costs.FIT_REPEATS)
+    if prune:
+        drop = set(_costs.dominated(product.costs, product.points))
+        keep = [i for i in range(len(product.points)) if i not in drop]
+        points = [product.points[i] for i in keep[1:]]
+        product = cls(weights, points, _costs.subset(product.costs, keep), True, rows)
+    return product
 

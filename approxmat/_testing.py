@@ -491,3 +491,22 @@ def with_costs(W, seconds=None):
     new = W.__copy__()
     new._product.costs.curves = _AnyKey(curve)
     return new
+
+
+def with_left(W, points, seconds=None):
+    """A copy of ``W`` whose ``W @ x`` uses exactly ``points`` (fitted for ``W.T``).
+
+    ``seconds`` as for :func:`with_costs` (default: by size, so a budget takes the
+    smallest point within it); the right side is kept as it is.
+    """
+    from ._call import TransposedProduct
+
+    new = W.__copy__()
+    left = TransposedProduct(new._weights.T, tuple(points), None, True)
+    if seconds is None:
+        D, M = W.shape
+        seconds = [float(D * M)] + [float(p.size) for p in points]
+    left.costs.curves = _AnyKey(
+        _costs.Curve((1, 4096), tuple((1e-6 * s, 4096e-6 * s) for s in seconds)))
+    new._left = left
+    return new

@@ -147,7 +147,8 @@ def _forge(header, payload, version=FORMAT_VERSION, hlen=None, plen=None):
 
 def _good_header(C=1, D=3, M=2, dtype="<f8"):
     return {"meta": {}, "weights": {"dtype": dtype, "shape": [D, M]},
-            "points": [{"kind": "lut", "size": C}], "fitted": True, "costs": None}
+            "points": [{"kind": "lut", "size": C}], "fitted": True, "costs": None,
+            "left": None}
 
 
 def _v1_header(C=1, D=3, M=2):
@@ -172,6 +173,26 @@ def _good_payload(C=1, D=3, M=2, split=0):
 def test_forged_good_file_loads():
     w, levels, meta = load(_forge(_good_header(), _good_payload()))
     assert w.shape == (3, 2) and levels[0].ncodebooks == 1 and levels[0].error == 0.5
+
+
+def test_version_2_file_loads():
+    """Version 2 wrote no "left" key (no W @ x points)."""
+    header = _good_header()
+    del header["left"]
+    w, levels, meta = load(_forge(header, _good_payload(), version=2))
+    assert w.shape == (3, 2) and [lv.ncodebooks for lv in levels] == [1]
+    with pytest.raises(ValueError, match="exactly the keys"):
+        load(_forge(_good_header(), _good_payload(), version=2))  # "left" is new in 3
+
+
+def test_left_section_is_validated():
+    header = _good_header()
+    header["left"] = {"points": [{"kind": "lut", "size": 1}], "fitted": True}
+    with pytest.raises(ValueError, match="left must be null or have exactly the keys"):
+        load(_forge(header, _good_payload()))
+    header["left"]["costs"] = None
+    with pytest.raises(ValueError, match="payload is .* bytes but the header describes"):
+        load(_forge(header, _good_payload()))  # the left point's arrays are missing
 
 
 def test_newer_version():

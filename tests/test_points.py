@@ -353,7 +353,8 @@ def _forge(header, payload, version=_io.FORMAT_VERSION):
 
 def _lowrank_file(costs, kind="lowrank", size=1):
     header = {"meta": {}, "weights": {"dtype": "<f8", "shape": [3, 2]},
-              "points": [{"kind": kind, "size": size}], "fitted": True, "costs": costs}
+              "points": [{"kind": kind, "size": size}], "fitted": True, "costs": costs,
+              "left": None}
     payload = (np.ones((3, 2)).tobytes() + np.ones((3, 1)).tobytes()
                + np.ones((1, 2)).tobytes() + np.array([0.25]).tobytes())
     return _forge(header, payload)
