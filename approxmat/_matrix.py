@@ -633,6 +633,10 @@ class ApproxMatrix(NDArrayOperatorsMixin):
         """``W @ x`` (``np.matmul(W, x)``, ``np.dot(W, x)``) through the transposed
         problem, when ``fit(..., side="left")`` was called; NumPy's own otherwise."""
         left = self._left
+        if left is not None and type(x) is not np.ndarray and _is_dask_array(x):
+            from . import dask as _dask_integration
+
+            return _dask_integration.lmatmul(self, x, kwargs, name=name)
         numpy_own = left is None or not set(kwargs) <= {"out", "dtype"} or (
             name == "dot" and "dtype" in kwargs)
         if not numpy_own:

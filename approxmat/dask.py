@@ -49,7 +49,7 @@ import numpy as np
 
 from . import _backend, _config
 
-__all__ = ["WeightsChunk", "matmul", "task_threads", "to_dask_array"]
+__all__ = ["WeightsChunk", "lmatmul", "matmul", "task_threads", "to_dask_array"]
 
 
 def _modules():
@@ -87,23 +87,9 @@ def matmul(x, W, kwargs=None, *, name="matmul"):
         Of NumPy's result dtype for ``x @ weights``.
     """
     dask, da = _modules()
-    if kwargs:
-        raise TypeError(
-            f"{name} of a dask array by an ApproxMatrix takes no keyword arguments, got "
-            f"{', '.join(sorted(kwargs))}: out= needs a computed result (compute x first)"
-        )
     D, M = W.shape
-    if x.ndim == 0:
-        raise ValueError(f"{name}: the left operand is 0-d; multiply by W only arrays of "
-                         f"at least one dimension")
-    if x.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: a dask array of dtype {x.dtype} cannot be multiplied by "
-                        f"an ApproxMatrix (real numbers only)")
-    if x.shape[-1] != D:
-        raise ValueError(
-            f"{name}: the last axis of the dask array has {x.shape[-1]} values but W has "
-            f"D={D} rows (shapes {x.shape} and {W.shape})"
-        )
+    _check_operand(x, kwargs, name, axis=x.ndim - 1, size=D, what="W has D=%d rows" % D,
+                   shapes=(x.shape, W.shape))
     result = np.result_type(x.dtype, W.dtype)
     axis = x.ndim - 1
     if len(x.chunks[axis]) > 1:
@@ -118,6 +104,85 @@ def matmul(x, W, kwargs=None, *, name="matmul"):
         new_axes={x.ndim: M}, concatenate=True, dtype=result,
         meta=np.empty((0,) * x.ndim, dtype=result), token=f"approxmat-{name}",
     )
+
+
+def lmatmul(W, x, kwargs=None, *, name="matmul"):
+    """``W @ x`` for a dask array ``x``: a lazy dask array, block of columns by block.
+
+    What ``W @ x``, ``np.matmul(W, x)`` and ``np.dot(W, x)`` call for a dask ``x``
+    once ``W.fit(..., side="left")`` has been called. ``x``'s contraction axis (the
+    second to last; the only one of a 1-D ``x``) is rechunked to one chunk; each
+    task computes ``W @ block`` with the settings in force now, as :func:`matmul`.
+
+    Parameters
+    ----------
+    W : ApproxMatrix, shape (D, M)
+    x : dask.array.Array, shape (M,) or (..., M, N)
+    kwargs : dict, optional
+        None is supported, as for :func:`matmul`.
+    name : {"matmul", "dot"}
+
+    Returns
+    -------
+    dask.array.Array, shape (D,) or (..., D, N)
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, approxmat as am
+    >>> rng = np.random.default_rng(0)
+    >>> W = am.ApproxMatrix(rng.standard_normal((6, 16)))
+    >>> x_cal = rng.standard_normal((16, 3)) @ rng.standard_normal((3, 2000))
+    >>> _ = W.fit(x_cal, [4], random_state=0, side="left")
+    >>> x = da.from_array(x_cal[:, :900], chunks=(8, 300))
+    >>> y = W @ x
+    >>> y.chunks
+    ((6,), (300, 300, 300))
+    >>> bool((y.compute() == W @ x_cal[:, :900]).all())
+    True
+    """
+    dask, da = _modules()
+    D, M = W.shape
+    _check_operand(x, kwargs, name, axis=0 if x.ndim == 1 else x.ndim - 2, size=M,
+                   what="W has M=%d columns" % M, shapes=(W.shape, x.shape))
+    result = np.result_type(W.dtype, x.dtype)
+    axis = 0 if x.ndim == 1 else x.ndim - 2
+    if len(x.chunks[axis]) > 1:
+        x = x.rechunk({axis: -1})
+    weights = dask.delayed(W, pure=True, traverse=False)
+    index = tuple(range(x.ndim))
+    new = x.ndim
+    out_index = (new,) if x.ndim == 1 else index[:-2] + (new, index[-1])
+    return da.blockwise(
+        _left_block, out_index, weights, None, x, index, _config.get_config(), None,
+        new_axes={new: D}, concatenate=True, dtype=result,
+        meta=np.empty((0,) * len(out_index), dtype=result), token=f"approxmat-l{name}",
+    )
+
+
+def _check_operand(x, kwargs, name, *, axis, size, what, shapes):
+    if kwargs:
+        raise TypeError(
+            f"{name} of a dask array by an ApproxMatrix takes no keyword arguments, got "
+            f"{', '.join(sorted(kwargs))}: out= needs a computed result (compute x first)"
+        )
+    if x.ndim == 0:
+        raise ValueError(f"{name}: the dask operand is 0-d; multiply by W only arrays of "
+                         f"at least one dimension")
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: a dask array of dtype {x.dtype} cannot be multiplied by "
+                        f"an ApproxMatrix (real numbers only)")
+    if x.shape[axis] != size:
+        raise ValueError(
+            f"{name}: the contraction axis of the dask array has {x.shape[axis]} values but "
+            f"{what} (shapes {shapes[0]} and {shapes[1]})"
+        )
+
+
+def _left_block(W, block, settings):
+    """One block's ``W @ block`` under the settings of the graph's builder."""
+    threads = settings.threads if settings.threads is not None else task_threads()
+    with _config.config(**{**dataclasses.asdict(settings), "threads": threads}):
+        return np.matmul(W, block)
 
 
 def _block(block, W, settings):

@@ -224,3 +224,44 @@ def test_a_cluster_of_processes_gets_w_once_per_worker(W, rng, cluster):
     # one kernel thread per task: the worker has one thread, and dask's nanny sets
     # OMP_NUM_THREADS=1 in its processes
     assert client.submit(adask.task_threads, pure=False).result() == 1
+
+
+@pytest.fixture(scope="module")
+def WL():
+    """A matrix fitted for W @ x (columns of x are the samples)."""
+    rng = np.random.default_rng(8)
+    x_cal = rng.standard_normal((M, M)) @ rng.standard_normal((M, 3000))
+    W = am.ApproxMatrix(rng.standard_normal((D, M)))
+    return W.fit(x_cal, [2, 4], random_state=0, side="left")
+
+
+@pytest.mark.parametrize("form", ["W @ x", "np.matmul", "np.dot"])
+@pytest.mark.parametrize("chunks", [(M, 40), (2, 40)])
+def test_w_on_the_left_of_a_dask_array(WL, rng, form, chunks):
+    X = rng.standard_normal((M, M)) @ rng.standard_normal((M, 200))
+    x = da.from_array(X, chunks=chunks)
+    y = {"W @ x": lambda: WL @ x, "np.matmul": lambda: np.matmul(WL, x),
+         "np.dot": lambda: np.dot(WL, x)}[form]()
+    assert isinstance(y, da.Array) and y.chunks == ((D,), (40,) * 5)
+    got = y.compute()
+    _testing.assert_bits_equal(got, np.concatenate(
+        [WL @ X[:, i:i + 40] for i in range(0, 200, 40)], axis=1))
+    _testing.assert_bits_equal(got, WL @ X)  # lookup tables: column by column
+    assert not np.array_equal(got, np.asarray(WL) @ X)
+
+
+def test_w_on_the_left_of_other_dask_shapes(WL, rng):
+    X = rng.standard_normal((3, M, 20))
+    _testing.assert_bits_equal((WL @ da.from_array(X, chunks=(1, M, 10))).compute(), WL @ X)
+    v = rng.standard_normal(M)
+    _testing.assert_bits_equal((WL @ da.from_array(v, chunks=2)).compute(), WL @ v)
+    with am.config(tolerance=0):
+        exact = WL @ da.from_array(X[0], chunks=(M, 10))
+    _testing.assert_bits_equal(exact.compute(), np.asarray(WL) @ X[0])
+    with pytest.raises(ValueError, match="has 4 values but W has M=5 columns"):
+        WL @ da.zeros((4, 3), chunks=2)
+    # not fitted for the left: dask's own exact product, still lazy
+    W = am.ApproxMatrix(np.asarray(WL))
+    y = W @ da.from_array(X[0], chunks=(M, 10))
+    assert isinstance(y, da.Array)
+    np.testing.assert_allclose(y.compute(), np.asarray(WL) @ X[0], rtol=1e-12)

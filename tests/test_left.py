@@ -197,3 +197,19 @@ def test_both_sides_survive_save_pickle_and_copy(rng, make_level, how):
         ("right", "lut", 2), ("left", "lut", 3)]
     _testing.assert_bits_equal(rows @ W2, want_right)
     _testing.assert_bits_equal(W2 @ cols, want_left)
+
+
+def test_left_verification_falls_back_to_numpys_product(rng, make_level):
+    """A point that claims more accuracy than it has: verified, and replaced by
+    NumPy's own ``W @ x``, into ``out=`` too."""
+    weights, W, _ = _left_matrix(rng, make_level, error=0.01)
+    x = rng.standard_normal((5, 300))
+    with am.config(verify=1.0, tolerance=0.05, drift_fraction=None):
+        with pytest.warns(am.ApproxMatrixWarning, match="exact product was returned instead"):
+            got = W @ x
+        _testing.assert_bits_equal(got, weights @ x)
+        report = am.last_call()
+        assert report.fell_back and report.rows == 300 and report.rows_verified == 300
+        out = np.empty((7, 300))
+        assert np.matmul(W, x, out=out) is out
+        _testing.assert_bits_equal(out, weights @ x)
