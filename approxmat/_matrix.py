@@ -485,6 +485,7 @@ class ApproxMatrix(NDArrayOperatorsMixin):
             calibration samples), through the transposed problem
             ``x.T @ W.T``: ``W.levels`` lists those points with side ``"left"``.
             Each side keeps its points when the other is fitted; fitting a side
+            again replaces its points.
 
         Returns
         -------

@@ -95,8 +95,7 @@ def matmul(x, W, kwargs=None, *, name="matmul"):
     if len(x.chunks[axis]) > 1:
         x = x.rechunk({axis: -1})
     settings = _config.get_config()
-    # One key for W, that every task depends on: sent once to each worker that needs it.
-    weights = dask.delayed(W, pure=True, traverse=False)
+    weights = _graph_key(W)
     index = tuple(range(x.ndim))
     out_index = index[:-1] + (x.ndim,)
     return da.blockwise(
@@ -148,7 +147,7 @@ def lmatmul(W, x, kwargs=None, *, name="matmul"):
     axis = 0 if x.ndim == 1 else x.ndim - 2
     if len(x.chunks[axis]) > 1:
         x = x.rechunk({axis: -1})
-    weights = dask.delayed(W, pure=True, traverse=False)
+    weights = _graph_key(W)
     index = tuple(range(x.ndim))
     new = x.ndim
     out_index = (new,) if x.ndim == 1 else index[:-2] + (new, index[-1])
@@ -157,6 +156,18 @@ def lmatmul(W, x, kwargs=None, *, name="matmul"):
         new_axes={new: D}, concatenate=True, dtype=result,
         meta=np.empty((0,) * len(out_index), dtype=result), token=f"approxmat-l{name}",
     )
+
+
+def _graph_key(W):
+    """``W`` as one key of a graph, that every task depends on (sent once to each
+    worker that needs it): a snapshot of its current points, so that a graph built
+    before a refit computes what it was built for, named by ``W``'s token (the same
+    expression built twice has the same name; a refit gives a new one)."""
+    import dask
+
+    snapshot = W.__copy__()
+    snapshot._token = (snapshot._product, snapshot._left, W.__dask_tokenize__()[1])
+    return dask.delayed(snapshot, pure=True, traverse=False)
 
 
 def _check_operand(x, kwargs, name, *, axis, size, what, shapes):
@@ -249,7 +260,7 @@ def to_dask_array(W):
     (((3,), (3,)), 'WeightsChunk')
     """
     dask, da = _modules()
-    weights = dask.delayed(W, pure=True, traverse=False)
+    weights = _graph_key(W)
     chunk = dask.delayed(_weights_chunk, pure=True, traverse=False)(weights)
     return da.from_delayed(chunk, shape=W.shape, dtype=W.dtype,
                            meta=np.empty((0, 0), dtype=W.dtype))

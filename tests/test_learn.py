@@ -234,8 +234,10 @@ def test_many_outputs_use_the_principal_directions_for_the_proxy():
 
 def test_leaf_means_and_empty_leaf_fallback():
     codes = np.array([[0], [0], [1], [3]], dtype=np.uint8)
-    partial = [np.array([[1.0], [3.0], [10.0], [20.0]])]
-    T0 = _leaf_means(codes, partial)
+    # one codebook over one column, weights 1: the partial product is the column
+    blocks = _tables.Blocks(np.array([[1.0], [3.0], [10.0], [20.0]]), np.ones((1, 1)),
+                            np.array([0, 1]))
+    T0 = _leaf_means(codes, blocks)
     assert T0[0, 0, 0] == 2.0 and T0[0, 1, 0] == 10.0 and T0[0, 3, 0] == 20.0
     # Leaf 2 is empty: its parent bucket (leaves 2, 3) has mean 20.
     assert T0[0, 2, 0] == 20.0
@@ -250,7 +252,7 @@ def test_ridge_refit_recovers_additive_tables():
     codes = rng.integers(0, 16, size=(2000, 3)).astype(np.uint8)
     truth = rng.standard_normal((3, 16, 2))
     Y = sum(truth[c][codes[:, c]] for c in range(3))
-    zeros = [np.zeros_like(Y)] * 3
+    zeros = _tables.Blocks(np.zeros((2000, 3)), np.zeros((3, 2)), np.arange(4))
     T0, GtG, GtR = _tables._ridge_tables(codes, Y, zeros)
     T = T0 + _tables.solve(GtG, GtR, 1e-9).reshape(T0.shape)
     np.testing.assert_allclose(_tables.predict(codes, T), Y, atol=1e-6)

@@ -20,7 +20,7 @@ from .._level import MAX_CODEBOOKS, Level
 from .._reference import approx_matmul, encode
 from ._options import FitOptions
 from ._quantise import quantize_for_codes
-from ._tables import choose_penalty, partials, predict, relative_error, ridge_refit
+from ._tables import Blocks, choose_penalty, predict, relative_error, ridge_refit
 from ._lowrank import default_ranks, fit_lowrank
 from ._trees import block_bounds, learn_trees
 
@@ -449,7 +449,7 @@ def _fit_one(C, cal, options, log, shared):
 
     # Penalty selection on the selection rows.
     choice = choose_penalty(
-        codes_tr, cal.Y_tr, partials(X_tr, W, bounds), codes_sel, cal.Y_sel,
+        codes_tr, cal.Y_tr, Blocks(X_tr, W, bounds), codes_sel, cal.Y_sel,
         options.lambda_grid,
     )
     stats["sel_err_leafmeans"] = choice.error_leaf_means
@@ -459,7 +459,7 @@ def _fit_one(C, cal, options, log, shared):
 
     # Final tables on train + selection rows.
     X_fit = X[cal.idx_fit]
-    T = ridge_refit(codes_fit, cal.Y_fit, partials(X_fit, W, bounds), choice.penalty)
+    T = ridge_refit(codes_fit, cal.Y_fit, Blocks(X_fit, W, bounds), choice.penalty)
 
     # Quantisation: the scheme with the lower error on the fitting rows.
     stats["fit_err_real"] = relative_error(predict(codes_fit, T), cal.Y_fit)

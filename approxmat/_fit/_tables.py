@@ -2,8 +2,9 @@
 
 Given the codes of the rows (one leaf per codebook), the tables ``T`` (C, 16, M)
 predict ``X @ W`` by ``sum_c T[c, code_c]``. They start as leaf means of each
-codebook's contiguous-block partial product ``X[:, block] @ W[block]`` and are
-then refit jointly by ridge regression of ``X @ W`` on the one-hot codes,
+codebook's contiguous-block partial product ``X[:, block] @ W[block]``, computed as
+the leaf means of the block's columns (the prototypes) times ``W[block]``, never as
+the ``C`` partial products of ``N x M`` values themselves, and are then refit jointly by ridge regression of ``X @ W`` on the one-hot codes,
 centred on the leaf means. Since the tables are ``T = P @ W`` for prototypes
 ``P`` and both the refit and the table product are linear, the refit is
 computed directly on the tables (``M`` right-hand sides instead of ``D``): this
@@ -21,10 +22,10 @@ import scipy.sparse
 from .._level import NLEAVES, TREE_DEPTH
 
 __all__ = [
+    "Blocks",
     "PenaltyChoice",
     "choose_penalty",
     "onehot",
-    "partials",
     "predict",
     "relative_error",
     "ridge_refit",
@@ -57,57 +58,59 @@ def onehot(codes):
     return scipy.sparse.csr_matrix((data, cols, indptr), shape=(N, C * NLEAVES))
 
 
-def _leaf_means(codes, partial):
+class Blocks(NamedTuple):
+    """Rows and weights whose contiguous-block partial products centre the tables.
+
+    Codebook ``c``'s partial product is ``X[:, b0:b1] @ W[b0:b1]`` with ``b0, b1 =
+    bounds[c], bounds[c + 1]`` (:func:`~approxmat._fit._trees.block_bounds`); the
+    partial products sum to ``X @ W``. They are never formed: their leaf means are
+    the leaf means of ``X[:, b0:b1]`` times ``W[b0:b1]``.
+    """
+
+    #: (N, D) rows, float32 or float64.
+    X: np.ndarray
+    #: (D, M) float64 weights.
+    W: np.ndarray
+    #: (C + 1,) intp block bounds.
+    bounds: np.ndarray
+
+
+def _leaf_means(codes, blocks):
     """Leaf means of each codebook's partial product, (C, 16, M).
 
-    ``partial[c]`` is ``X[:, block_c] @ W[block_c]`` (N, M). Empty leaves take the
-    mean of their nearest non-empty ancestor bucket.
+    ``blocks`` (:class:`Blocks`) holds the rows the codes are of. Empty leaves take
+    the mean of their nearest non-empty ancestor bucket.
     """
+    X, W, bounds = blocks
     C = codes.shape[1]
-    M = partial[0].shape[1]
-    T0 = np.zeros((C, NLEAVES, M))
+    T0 = np.zeros((C, NLEAVES, W.shape[1]))
     for c in range(C):
-        code = codes[:, c].astype(np.intp)
-        cnt = np.bincount(code, minlength=NLEAVES)
-        sums = np.zeros((NLEAVES, M))
-        for m in range(M):
-            sums[:, m] = np.bincount(code, weights=partial[c][:, m], minlength=NLEAVES)
-        for k in range(NLEAVES):
-            if cnt[k] > 0:
-                T0[c, k] = sums[k] / cnt[k]
-                continue
-            for shift in range(1, TREE_DEPTH + 1):
-                sel = (np.arange(NLEAVES) >> shift) == (k >> shift)
-                n_anc = cnt[sel].sum()
-                if n_anc > 0:
-                    T0[c, k] = sums[sel].sum(axis=0) / n_anc
-                    break
+        b0, b1 = bounds[c], bounds[c + 1]
+        cnt = np.bincount(codes[:, c], minlength=NLEAVES)
+        sums = onehot(codes[:, c : c + 1]).T @ np.asarray(X[:, b0:b1], dtype=np.float64)
+        T0[c] = _ancestor_means(sums, cnt) @ W[b0:b1]
     return T0
 
 
-def partials(X, W, bounds):
-    """Partial products of each contiguous block, the centres of the tables.
-
-    Parameters
-    ----------
-    X : ndarray, shape (N, D)
-    W : ndarray of float64, shape (D, M)
-    bounds : ndarray of intp, shape (C + 1,)
-        Block bounds, :func:`~approxmat._fit._trees.block_bounds`.
-
-    Returns
-    -------
-    list of ndarray of float64, each of shape (N, M)
-        ``X[:, b0:b1] @ W[b0:b1]`` for each block; they sum to ``X @ W``.
-    """
-    return [
-        np.asarray(X[:, bounds[c] : bounds[c + 1]], dtype=np.float64)
-        @ W[bounds[c] : bounds[c + 1]]
-        for c in range(len(bounds) - 1)
-    ]
+def _ancestor_means(sums, cnt):
+    """Per leaf, ``sums / cnt``; an empty leaf the mean of its nearest non-empty
+    ancestor bucket (the leaves sharing its leading code bits)."""
+    means = np.zeros_like(sums)
+    leaves = np.arange(NLEAVES)
+    for k in range(NLEAVES):
+        if cnt[k] > 0:
+            means[k] = sums[k] / cnt[k]
+            continue
+        for shift in range(1, TREE_DEPTH + 1):
+            sel = (leaves >> shift) == (k >> shift)
+            n_anc = cnt[sel].sum()
+            if n_anc > 0:
+                means[k] = sums[sel].sum(axis=0) / n_anc
+                break
+    return means
 
 
-def _ridge_tables(codes, Y, partial):
+def _ridge_tables(codes, Y, blocks):
     """The leaf means ``T0`` and the normal equations of the refit around them.
 
     Returns ``T0`` (C, 16, M), ``G^T G`` (C*16, C*16) dense and ``G^T (Y - G T0)``
@@ -116,7 +119,7 @@ def _ridge_tables(codes, Y, partial):
     """
     C = codes.shape[1]
     M = Y.shape[1]
-    T0 = _leaf_means(codes, partial)
+    T0 = _leaf_means(codes, blocks)
     G = onehot(codes)
     R = Y - G @ T0.reshape(C * NLEAVES, M)
     GtG = (G.T @ G).toarray()
@@ -211,7 +214,7 @@ class PenaltyChoice(NamedTuple):
     error_leaf_means: float
 
 
-def choose_penalty(codes_tr, Y_tr, partial_tr, codes_sel, Y_sel, grid):
+def choose_penalty(codes_tr, Y_tr, blocks_tr, codes_sel, Y_sel, grid):
     """Choose the ridge penalty of the refit on held-out selection rows.
 
     The tables are fit on the train rows with each penalty of ``grid``; the
@@ -224,8 +227,8 @@ def choose_penalty(codes_tr, Y_tr, partial_tr, codes_sel, Y_sel, grid):
         Codes of the train rows.
     Y_tr : ndarray of float64, shape (n, M)
         Their exact products.
-    partial_tr : list of ndarray
-        :func:`partials` of the train rows.
+    blocks_tr : Blocks
+        The train rows and the weights.
     codes_sel, Y_sel : ndarray
         Codes and exact products of the selection rows.
     grid : sequence of float
@@ -243,13 +246,13 @@ def choose_penalty(codes_tr, Y_tr, partial_tr, codes_sel, Y_sel, grid):
     >>> rng = np.random.default_rng(0)
     >>> codes = rng.integers(0, 16, size=(400, 2)).astype(np.uint8)
     >>> Y = predict(codes, rng.standard_normal((2, 16, 1)))
-    >>> part = [np.zeros((300, 1))] * 2
-    >>> ch = choose_penalty(codes[:300], Y[:300], part, codes[300:], Y[300:], [1e-3, 1.0])
+    >>> blocks = Blocks(np.zeros((300, 2)), np.zeros((2, 1)), np.array([0, 1, 2]))
+    >>> ch = choose_penalty(codes[:300], Y[:300], blocks, codes[300:], Y[300:], [1e-3, 1.0])
     >>> ch.penalty is not None and ch.error < ch.error_leaf_means
     True
     """
     C = codes_tr.shape[1]
-    T0, GtG, GtR = _ridge_tables(codes_tr, Y_tr, partial_tr)
+    T0, GtG, GtR = _ridge_tables(codes_tr, Y_tr, blocks_tr)
     unit = codes_tr.shape[0] / NLEAVES
     G_sel = onehot(codes_sel)
     err_leaf_means = relative_error(G_sel @ T0.reshape(C * NLEAVES, -1), Y_sel)
@@ -272,7 +275,7 @@ def choose_penalty(codes_tr, Y_tr, partial_tr, codes_sel, Y_sel, grid):
     return PenaltyChoice(None, err_leaf_means, err_leaf_means)
 
 
-def ridge_refit(codes, Y, partial, penalty):
+def ridge_refit(codes, Y, blocks, penalty):
     """Leaf means, then the joint ridge refit of all ``C * 16`` table rows.
 
     Parameters
@@ -280,8 +283,9 @@ def ridge_refit(codes, Y, partial, penalty):
     codes : ndarray of uint8, shape (n, C)
     Y : ndarray of float64, shape (n, M)
         Exact products of the rows.
-    partial : list of ndarray
-        :func:`partials` of the rows: the leaf means are theirs.
+    blocks : Blocks
+        The rows and the weights: the leaf means are those of their partial
+        products.
     penalty : float or None
         In units of the mean number of rows per leaf (``n / 16``), as chosen
         by :func:`choose_penalty`; ``None`` returns the leaf means.
@@ -297,11 +301,12 @@ def ridge_refit(codes, Y, partial, penalty):
     >>> codes = rng.integers(0, 16, size=(2000, 3)).astype(np.uint8)
     >>> truth = rng.standard_normal((3, 16, 2))
     >>> Y = predict(codes, truth)
-    >>> T = ridge_refit(codes, Y, [np.zeros_like(Y)] * 3, 1e-9)
+    >>> T = ridge_refit(codes, Y, Blocks(np.zeros((2000, 3)), np.zeros((3, 2)),
+    ...                                  np.arange(4)), 1e-9)
     >>> bool(np.allclose(predict(codes, T), Y))
     True
     """
     if penalty is None:
-        return _leaf_means(codes, partial)
-    T0, GtG, GtR = _ridge_tables(codes, Y, partial)
+        return _leaf_means(codes, blocks)
+    T0, GtG, GtR = _ridge_tables(codes, Y, blocks)
     return T0 + solve(GtG, GtR, penalty * codes.shape[0] / NLEAVES).reshape(T0.shape)

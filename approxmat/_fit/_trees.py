@@ -16,6 +16,7 @@ import numpy as np
 
 from .._level import NLEAVES, TREE_DEPTH
 from .._reference import encode
+from .._split_search import best_splits
 from ._options import FitOptions
 from ._tables import onehot, solve
 
@@ -80,9 +81,9 @@ def _presort(raw):
 
     Row-major per column so that each candidate's data is contiguous.
     """
-    order = np.argsort(raw, axis=0, kind="stable").T
-    idx = np.int32 if raw.shape[0] < 2**31 else np.intp
-    order = np.ascontiguousarray(order, dtype=idx)
+    if raw.shape[0] >= 2**31:
+        raise ValueError(f"the tree search takes fewer than 2**31 rows, got {raw.shape[0]}")
+    order = np.ascontiguousarray(np.argsort(raw, axis=0, kind="stable").T, dtype=np.int32)
     values = np.take_along_axis(raw.T, order, axis=1)
     return order, np.ascontiguousarray(values)
 
@@ -90,16 +91,17 @@ def _presort(raw):
 def _split_candidates(presorted, cand, bucket, counts, feats, tot):
     """Best SSE split of every bucket, for each candidate column.
 
-    Rows are sorted by (bucket, value) and cumulative feature sums give, for
-    every split position, ``gain = |S_L|^2 / n_L + |S_R|^2 / n_R``; the SSE of
-    the split is the bucket's sum of squares minus this gain, so maximising the
-    gain minimises SSE(left) + SSE(right). Only positions between two distinct
-    values are valid; the threshold is their midpoint. With ``S_R = S - S_L``,
-    ``|S_R|^2 = |S|^2 - 2 S.S_L + |S_L|^2``, so only ``S_L`` is accumulated.
+    For every split position of a bucket's rows sorted by value,
+    ``gain = |S_L|^2 / n_L + |S_R|^2 / n_R`` with ``S_L`` the feature sums of the
+    rows up to it and ``S_R = S - S_L``; the SSE of the split is the bucket's sum
+    of squares minus this gain, so maximising the gain minimises SSE(left) +
+    SSE(right). Only positions between two distinct values are valid; the
+    threshold is their midpoint. The scan over the positions runs in C
+    (:func:`approxmat._split_search.best_splits`, features summed in float32).
 
     Parameters
     ----------
-    presorted : ((d, n) int, (d, n) float64), :func:`_presort` of the raw values
+    presorted : ((d, n) int32, (d, n) float64), :func:`_presort` of the raw values
     cand : (k,) intp, candidate columns
     bucket : (n,) uint8, current bucket of each row
     counts : (nb,) bucket sizes
@@ -114,64 +116,23 @@ def _split_candidates(presorted, cand, bucket, counts, feats, tot):
     vmax : (k, nb) the largest value of each bucket (for buckets without split)
     """
     order, values = presorted
-    n = order.shape[1]
     nb = counts.shape[0]
     k = cand.shape[0]
-    f = feats.shape[1]
-    starts = np.zeros(nb, dtype=np.intp)
-    starts[1:] = np.cumsum(counts)[:-1]
-    bs = np.repeat(np.arange(nb), counts)  # bucket of each sorted position
-    nl = np.arange(1, n + 1, dtype=np.float64) - starts[bs]
-    nr = counts[bs] - nl
-    inv_nl = 1.0 / nl
-    inv_nr = 1.0 / np.maximum(nr, 1.0)
-    totb = np.take(tot.astype(feats.dtype), bs, axis=0)  # (n, f)
-    tt = np.einsum("bf,bf->b", tot, tot)
-    ttb = tt[bs]
+    feats = np.ascontiguousarray(feats, dtype=np.float32)
+    tot32 = np.ascontiguousarray(tot, dtype=np.float32)
+    tt = np.ascontiguousarray(np.einsum("bf,bf->b", tot, tot), dtype=np.float64)
     ne = counts > 0
-    st = starts[ne]
-    last = st + counts[ne] - 1
-    seg = (np.cumsum(ne) - 1)[bs]
-    inner = np.flatnonzero(starts > 0)  # buckets whose prefix sums need a base
-    notlast = nr[:-1] > 0
-    nosplit_gain = tt[ne] / counts[ne]
-    positions = np.arange(n)
-
+    nosplit_gain = np.where(ne, tt / np.maximum(counts, 1), 0.0)
     score = np.zeros(k)
     lo = np.zeros((k, nb))
     hi = np.zeros((k, nb))
     split = np.zeros((k, nb), dtype=bool)
     vmax = np.zeros((k, nb))
     for i, j in enumerate(cand):
-        o = order[j]
-        v = values[j]
-        if nb > 1:
-            # Stable sort of the value-sorted rows by bucket: rows end up sorted
-            # by (bucket, value). bucket is uint8 so NumPy uses a radix sort.
-            # (np.take is much faster than fancy indexing here.)
-            perm = np.argsort(np.take(bucket, o), kind="stable")
-            o = np.take(o, perm)
-            v = np.take(v, perm)
-        left = np.cumsum(np.take(feats, o, axis=0), axis=0)  # (n, f)
-        if inner.size:
-            base = np.zeros((nb, f), dtype=left.dtype)
-            base[inner] = left[starts[inner] - 1]
-            left -= np.take(base, bs, axis=0)
-        ll = np.einsum("if,if->i", left, left).astype(np.float64)
-        tl = np.einsum("if,if->i", left, totb).astype(np.float64)
-        gain = ll * inv_nl + (ttb - 2.0 * tl + ll) * inv_nr
-        valid = np.zeros(n, dtype=bool)
-        valid[:-1] = (v[:-1] < v[1:]) & notlast
-        gain[~valid] = -np.inf
-        segmax = np.maximum.reduceat(gain, st)
-        first = np.where(gain == segmax[seg], positions, n)
-        pos = np.minimum(np.minimum.reduceat(first, st), n - 2)
-        has = segmax > -np.inf
-        score[i] = np.where(has, segmax, nosplit_gain).sum()
-        lo[i, ne] = v[pos]
-        hi[i, ne] = v[pos + 1]
-        split[i, ne] = has
-        vmax[i, ne] = v[last]
+        gain, lo[i], hi[i], vmax[i] = best_splits(feats, order[j], values[j], bucket,
+                                                  tot32, tt)
+        split[i] = gain > -np.inf
+        score[i] = np.where(split[i], gain, nosplit_gain)[ne].sum()
     return score, lo, hi, split, vmax
 
 
@@ -294,7 +255,6 @@ def _learn_tree(raw, feats, ncandidates=None, proxy=False, presorted=None):
     bucket : (n,) uint8, the leaf of each row under the exact encoding rule
     """
     n, d = raw.shape
-    f = feats.shape[1]
     if presorted is None:
         presorted = _presort(raw)
     # Split search in float32 (it only ranks candidate splits; the thresholds
@@ -343,11 +303,8 @@ def _learn_tree(raw, feats, ncandidates=None, proxy=False, presorted=None):
 def _group_means(bucket, R, nleaves=NLEAVES):
     """Mean of the rows of ``R`` in each bucket, (nleaves, f); 0 for an empty bucket."""
     cnt = np.bincount(bucket, minlength=nleaves)
-    sums = np.zeros((nleaves, R.shape[1]))
-    for m in range(R.shape[1]):
-        sums[:, m] = np.bincount(bucket, weights=R[:, m], minlength=nleaves)
+    sums = onehot(bucket[:, None]).T @ R
     return sums / np.maximum(cnt, 1)[:, None]
-
 
 
 class _AllColumnsSearch:
