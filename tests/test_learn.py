@@ -456,3 +456,92 @@ def test_bad_ncodebooks(W8):
         fit_levels(X, W8, [True])
     with pytest.raises(ValueError, match="ncodebooks is empty"):
         fit_levels(X, W8, [])
+
+
+def test_progress_names_levels_stages_and_the_time_left(capsys):
+    rng = np.random.default_rng(0)
+    X = _lowrank(rng, 400, 8)
+    fit_levels(X, rng.standard_normal((8, 2)), [2, 4, 8], random_state=0, progress=True)
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert any(line.startswith("approxmat fit [1/3] C=2: trees") for line in lines)
+    assert any("ridge penalty" in line for line in lines)
+    done = [line for line in lines if "validated error" in line]
+    assert len(done) == 3
+    assert "left)" in done[0] and "left)" in done[1] and "left" not in done[2]
+
+
+def test_time_left_scales_with_the_codebooks_to_fit():
+    from approxmat._fit._driver import _time_left
+
+    assert _time_left(6.0, [4, 8], [16, 32]) == "; about 24 s left"  # 0.5 s per codebook
+    assert _time_left(0.01, [4], [4]) == "; under a second left"
+    assert _time_left(5.0, [4], []) == ""
+
+
+# ------------------------------------------------------------ the split search
+
+
+def _best_splits_by_hand(feats, values_of_rows, bucket, nb):
+    """Every split position of every bucket, in float64: the reference."""
+    gain = np.full(nb, -np.inf)
+    lo, hi, vmax = np.zeros(nb), np.zeros(nb), np.zeros(nb)
+    for b in range(nb):
+        rows = np.flatnonzero(bucket == b)
+        rows = rows[np.argsort(values_of_rows[rows], kind="stable")]
+        if not len(rows):
+            continue
+        v = values_of_rows[rows]
+        vmax[b] = v[-1]
+        tot = feats[rows].sum(axis=0)
+        for i in range(len(rows) - 1):
+            if v[i] < v[i + 1]:
+                left = feats[rows[: i + 1]].sum(axis=0)
+                g = left @ left / (i + 1) + (tot - left) @ (tot - left) / (len(rows) - i - 1)
+                if g > gain[b] * (1 + 1e-9) if gain[b] > 0 else g > gain[b]:
+                    gain[b], lo[b], hi[b] = g, v[i], v[i + 1]
+    return gain, lo, hi, vmax
+
+
+@pytest.mark.parametrize("n, f, nb", [(1, 1, 1), (40, 3, 4), (300, 17, 8), (500, 64, 16)])
+def test_best_splits_match_a_scan_by_hand(n, f, nb):
+    from approxmat._fit._trees import _presort
+    from approxmat._split_search import best_splits
+
+    rng = np.random.default_rng(n + f)
+    raw = np.round(rng.standard_normal((n, 3)), 1)  # ties: only distinct values split
+    raw[:, 2] = 1.0  # a constant column: no bucket can split on it
+    feats = rng.standard_normal((n, f)).astype(np.float32)
+    bucket = rng.integers(0, nb, n).astype(np.uint8)
+    if nb > 1:
+        bucket[bucket == 1] = 0  # an empty bucket
+    order, values = _presort(raw)
+    tot = np.zeros((nb, f))
+    np.add.at(tot, bucket, feats.astype(np.float64))
+    tt = np.einsum("bf,bf->b", tot, tot)
+    got = best_splits(feats, order, values, [2, 0, 1], bucket, tot.astype(np.float32), tt)
+    for i, j in enumerate([2, 0, 1]):
+        want = _best_splits_by_hand(feats.astype(np.float64), raw[:, j], bucket, nb)
+        has = want[0] > -np.inf
+        np.testing.assert_array_equal(got[0][i] > -np.inf, has)
+        np.testing.assert_allclose(got[0][i][has], want[0][has], rtol=1e-4)
+        np.testing.assert_array_equal(got[1][i][has], want[1][has])
+        np.testing.assert_array_equal(got[2][i][has], want[2][has])
+        filled = np.bincount(bucket, minlength=nb) > 0
+        np.testing.assert_array_equal(got[3][i][filled], want[3][filled])
+    assert not (got[0][0] > -np.inf).any()  # the constant column
+
+
+def test_best_splits_rejects_bad_input():
+    from approxmat._split_search import best_splits
+
+    feats = np.zeros((4, 2), np.float32)
+    order = np.arange(4, dtype=np.int32)[None]
+    values = np.zeros((1, 4))
+    tot = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match="a bucket is >= nb"):
+        best_splits(feats, order, values, [0], np.full(4, 2, np.uint8), tot, np.zeros(2))
+    with pytest.raises(ValueError, match=r"outside \[0, 1\)"):
+        best_splits(feats, order, values, [1], np.zeros(4, np.uint8), tot, np.zeros(2))
+    with pytest.raises(ValueError, match="order holds a row"):
+        best_splits(feats, order + 4, values, [0], np.zeros(4, np.uint8), tot, np.zeros(2))

@@ -175,6 +175,14 @@ class _Calibration:
     *fit* rows (train then selection) refit the final tables and correct the
     quantisation; *validation* rows take part in no fitting decision and only
     measure the error. ``Y_*`` are the float64 products ``X[idx] @ W``.
+
+    ``Z_*`` are the same products in coordinates of the row space of ``W``: when
+    ``W`` has more columns than rows (``M > D``), ``V`` (M, D) holds orthonormal
+    right singular vectors of ``W``, ``W_z = W @ V`` and ``Z = X @ W_z = Y @ V``;
+    since ``Y = Z @ V.T``, every sum of squares of the trees, the tables and the
+    ridge penalty is the same in ``Z`` as in ``Y`` (with ``D`` instead of ``M``
+    columns), and tables ``T_z`` fitted to ``Z`` are ``T = T_z @ V.T``. Otherwise
+    ``V`` is None and ``Z_*`` are ``Y_*``.
     """
 
     X: np.ndarray
@@ -187,6 +195,15 @@ class _Calibration:
     Y_sel: np.ndarray
     Y_fit: np.ndarray
     Y_val: np.ndarray
+    V: np.ndarray | None
+    W_z: np.ndarray
+    Z_tr: np.ndarray
+    Z_sel: np.ndarray
+    Z_fit: np.ndarray
+
+    def full_tables(self, T_z):
+        """Tables ``(C, 16, M)`` of ``Y`` from tables fitted to ``Z``."""
+        return T_z if self.V is None else T_z @ self.V.T
 
     @classmethod
     def split(cls, X, W, random_state):
@@ -201,12 +218,22 @@ class _Calibration:
         idx_tr = np.sort(perm[n_val + n_sel :])
         idx_fit = np.concatenate([idx_tr, idx_sel])
 
-        def matmul(idx):
-            return np.asarray(X[idx], dtype=np.float64) @ W
+        def matmul(idx, weights=W):
+            return np.asarray(X[idx], dtype=np.float64) @ weights
 
         Y_tr, Y_sel, Y_val = matmul(idx_tr), matmul(idx_sel), matmul(idx_val)
         Y_fit = np.concatenate([Y_tr, Y_sel])
-        return cls(X, W, idx_tr, idx_sel, idx_fit, idx_val, Y_tr, Y_sel, Y_fit, Y_val)
+        D, M = W.shape
+        if M > D:
+            _, _, Vt = np.linalg.svd(W, full_matrices=False)
+            V = np.ascontiguousarray(Vt.T)
+            W_z = W @ V
+            Z_tr, Z_sel = matmul(idx_tr, W_z), matmul(idx_sel, W_z)
+            Z_fit = np.concatenate([Z_tr, Z_sel])
+        else:
+            V, W_z, Z_tr, Z_sel, Z_fit = None, W, Y_tr, Y_sel, Y_fit
+        return cls(X, W, idx_tr, idx_sel, idx_fit, idx_val, Y_tr, Y_sel, Y_fit, Y_val,
+                   V, W_z, Z_tr, Z_sel, Z_fit)
 
 
 def fit_levels(
@@ -407,6 +434,7 @@ def _fit_all(Cs, cal, options, progress, stats_out):
     X_val = cal.X[cal.idx_val]
     levels = []
     shared = {}  # C-independent tree-search data (sorted train columns, ...)
+    spent = 0.0
     for i, C in enumerate(Cs):
         t0 = time.perf_counter()
         log = _progress_log(progress, f"approxmat fit [{i + 1}/{len(Cs)}] C={C}: ")
@@ -422,11 +450,22 @@ def _fit_all(Cs, cal, options, progress, stats_out):
         )
         stats["time"] = time.perf_counter() - t0
         stats["val_err"] = err
-        log(f"validated error {err:.4f} ({stats['time']:.1f} s)")
+        spent += stats["time"]
+        log(f"validated error {err:.4f} ({stats['time']:.1f} s"
+            + _time_left(spent, Cs[: i + 1], Cs[i + 1 :]) + ")")
         if stats_out is not None:
             stats_out.append(dict(ncodebooks=C, **stats))
         levels.append(level)
     return levels
+
+
+def _time_left(spent, done, todo):
+    """``"; about N s left"``: the levels still to fit, at the seconds per codebook
+    of those fitted (a level's time grows with its number of trees)."""
+    if not todo:
+        return ""
+    left = spent / sum(done) * sum(todo)
+    return f"; about {left:.0f} s left" if left >= 1 else "; under a second left"
 
 
 def _fit_one(C, cal, options, log, shared):
@@ -434,12 +473,12 @@ def _fit_one(C, cal, options, log, shared):
 
     Returns the :class:`Level` and a dict of diagnostics.
     """
-    X, W = cal.X, cal.W
+    X, W = cal.X, cal.W_z
     bounds = block_bounds(X.shape[1], C)
     X_tr = X[cal.idx_tr]
     stats = {}
     t0 = time.perf_counter()
-    split_dims, thresholds = learn_trees(X_tr, cal.Y_tr, bounds, options, log, shared)
+    split_dims, thresholds = learn_trees(X_tr, cal.Z_tr, bounds, options, log, shared)
     stats["time_trees"] = time.perf_counter() - t0
 
     # Codes under exactly the call-time rule.
@@ -449,7 +488,7 @@ def _fit_one(C, cal, options, log, shared):
 
     # Penalty selection on the selection rows.
     choice = choose_penalty(
-        codes_tr, cal.Y_tr, Blocks(X_tr, W, bounds), codes_sel, cal.Y_sel,
+        codes_tr, cal.Z_tr, Blocks(X_tr, W, bounds), codes_sel, cal.Z_sel,
         options.lambda_grid,
     )
     stats["sel_err_leafmeans"] = choice.error_leaf_means
@@ -459,11 +498,11 @@ def _fit_one(C, cal, options, log, shared):
 
     # Final tables on train + selection rows.
     X_fit = X[cal.idx_fit]
-    T = ridge_refit(codes_fit, cal.Y_fit, Blocks(X_fit, W, bounds), choice.penalty)
+    T_z = ridge_refit(codes_fit, cal.Z_fit, Blocks(X_fit, W, bounds), choice.penalty)
 
     # Quantisation: the scheme with the lower error on the fitting rows.
-    stats["fit_err_real"] = relative_error(predict(codes_fit, T), cal.Y_fit)
-    q = quantize_for_codes(T, codes_fit, cal.Y_fit)
+    stats["fit_err_real"] = relative_error(predict(codes_fit, T_z), cal.Z_fit)
+    q = quantize_for_codes(cal.full_tables(T_z), codes_fit, cal.Y_fit)
     stats.update(q.errors)
     stats["scheme"] = q.scheme
     level = Level(

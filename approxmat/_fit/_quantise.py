@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._level import NLEAVES
-from ._tables import onehot, relative_error
+from ._tables import onehot
 
 __all__ = ["QuantizedTables", "quantize_for_codes", "quantize_tables"]
 
@@ -68,21 +68,50 @@ def quantize_tables(T, scheme="column"):
     return luts, scale.astype(np.float64), offset.astype(np.float64)
 
 
-def _affine_correct(acc, Y, scale):
-    """Per-column least squares of ``Y ~ a * acc + b``.
+class _Moments(NamedTuple):
+    """Per-column sums of the table sums ``acc`` and of ``Y`` (N, M): what the
+    affine correction and its error need, without another (N, M) array."""
+
+    n: int
+    acc: np.ndarray  # sum of acc
+    acc2: np.ndarray  # sum of acc ** 2
+    acc_y: np.ndarray  # sum of acc * Y
+    y: np.ndarray  # sum of Y
+    y2: np.ndarray  # sum of Y ** 2
+
+    @classmethod
+    def of(cls, acc, Y, y=None, y2=None):
+        return cls(
+            Y.shape[0], acc.sum(axis=0), np.einsum("ij,ij->j", acc, acc),
+            np.einsum("ij,ij->j", acc, Y),
+            Y.sum(axis=0) if y is None else y,
+            np.einsum("ij,ij->j", Y, Y) if y2 is None else y2,
+        )
+
+    def error(self, a, b):
+        """``||a * acc + b - Y||_F / ||Y||_F`` (a, b per column)."""
+        sq = (a * a * self.acc2 + 2 * a * b * self.acc + self.n * b * b
+              - 2 * a * self.acc_y - 2 * b * self.y + self.y2)
+        total = float(self.y2.sum())
+        err = float(max(sq.sum(), 0.0))
+        if total == 0:
+            return 0.0 if err == 0 else float("inf")
+        return float(np.sqrt(err / total))
+
+
+def _affine_correct(m, scale):
+    """Per-column least squares of ``Y ~ a * acc + b`` from the moments ``m``.
 
     Where a column of ``acc`` is constant, ``a`` stays ``scale`` and ``b`` is
     the least-squares offset for it.
     """
-    acc = acc.astype(np.float64)
-    am = acc.mean(axis=0)
-    ym = Y.mean(axis=0)
-    da = acc - am
-    var = np.einsum("ij,ij->j", da, da)
-    cov = np.einsum("ij,ij->j", da, Y - ym)
-    ok = var > 0
+    am = m.acc / m.n
+    ym = m.y / m.n
+    var = m.acc2 - m.n * am * am
+    cov = m.acc_y - m.n * am * ym
+    ok = var > 1e-12 * np.maximum(m.acc2, 1e-300)
     a = np.where(ok, cov / np.where(ok, var, 1.0), scale)
-    b = np.where(ok, ym - a * am, ym - scale * am)
+    b = ym - a * am
     return a, b
 
 
@@ -140,12 +169,13 @@ def quantize_for_codes(T, codes, Y):
     """
     errors = {}
     choice = None
+    y, y2 = Y.sum(axis=0), np.einsum("ij,ij->j", Y, Y)
     for scheme in SCHEMES:
         luts, scale, offset = quantize_tables(T, scheme)
-        acc = _table_sums(codes, luts)
-        err_plain = relative_error(acc * scale + offset, Y)
-        a, b = _affine_correct(acc, Y, scale)
-        err = relative_error(acc * a + b, Y)
+        moments = _Moments.of(_table_sums(codes, luts), Y, y, y2)
+        err_plain = moments.error(scale, offset)
+        a, b = _affine_correct(moments, scale)
+        err = moments.error(a, b)
         errors[f"fit_err_{scheme}"] = err_plain
         errors[f"fit_err_{scheme}_corrected"] = err
         if choice is None or err < choice[0]:

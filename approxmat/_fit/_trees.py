@@ -26,6 +26,12 @@ __all__ = ["block_bounds", "learn_trees"]
 #: of its first rows.
 _SVD_ROWS = 4096
 
+#: Threads of the split search. One: a call scans about a millisecond of work, and on
+#: this project's 2-core machine two threads made the fit twice as slow whenever
+#: another process kept a core busy (each call's join then waits for the descheduled
+#: thread).
+_SPLIT_THREADS = 1
+
 #: Penalty of the joint least-squares tables between backfitting sweeps, in
 #: units of the mean number of train rows per leaf.
 _BACKFIT_PENALTY = 1e-3
@@ -116,23 +122,15 @@ def _split_candidates(presorted, cand, bucket, counts, feats, tot):
     vmax : (k, nb) the largest value of each bucket (for buckets without split)
     """
     order, values = presorted
-    nb = counts.shape[0]
-    k = cand.shape[0]
     feats = np.ascontiguousarray(feats, dtype=np.float32)
     tot32 = np.ascontiguousarray(tot, dtype=np.float32)
     tt = np.ascontiguousarray(np.einsum("bf,bf->b", tot, tot), dtype=np.float64)
     ne = counts > 0
     nosplit_gain = np.where(ne, tt / np.maximum(counts, 1), 0.0)
-    score = np.zeros(k)
-    lo = np.zeros((k, nb))
-    hi = np.zeros((k, nb))
-    split = np.zeros((k, nb), dtype=bool)
-    vmax = np.zeros((k, nb))
-    for i, j in enumerate(cand):
-        gain, lo[i], hi[i], vmax[i] = best_splits(feats, order[j], values[j], bucket,
-                                                  tot32, tt)
-        split[i] = gain > -np.inf
-        score[i] = np.where(split[i], gain, nosplit_gain)[ne].sum()
+    gain, lo, hi, vmax = best_splits(feats, order, values, cand, bucket, tot32, tt,
+                                     _SPLIT_THREADS)
+    split = gain > -np.inf
+    score = np.where(split, gain, nosplit_gain)[:, ne].sum(axis=1)
     return score, lo, hi, split, vmax
 
 
@@ -425,26 +423,38 @@ def learn_trees(X, Y, bounds, options=None, log=None, shared=None):
             learn(c, blocks[c] - blocks[c].mean(axis=0), options.ncandidates)
             log(f"trees {c + 1}/{C}", end="\r" if c + 1 < C else "\n")
         return split_dims, thresholds
-    _backfit(Y, learn, C, blocks is not None, options, log)
+    if "residual" not in shared or shared["residual"][0] is not Y:
+        shared["residual"] = (Y, _centred_residual(Y, blocks is not None, options))
+    _backfit(shared["residual"][1], learn, C, options, log)
     return split_dims, thresholds
 
 
-def _backfit(Y, learn, C, blocks, options, log):
-    """Residual mode: boosting then backfitting sweeps over the ``C`` trees.
+def _centred_residual(Y, blocks, options):
+    """``Y`` centred, on its leading principal directions: what the first tree fits.
 
-    ``learn(c, feats, ncandidates, proxy)`` relearns tree ``c`` on the
-    residual ``feats`` and returns the buckets of the train rows; ``blocks``
-    tells whether the trees are restricted to their blocks.
+    The same for every number of codebooks (:func:`learn_trees` keeps it in
+    ``shared``). Principal directions first: keeping all of them is a rotation,
+    which leaves every SSE unchanged; the proxy of "all" mode then only looks at
+    the ``proxy_dims`` leading ones, and at most ``max_residual_dims`` are kept.
     """
     n = Y.shape[0]
     R = Y - Y.mean(axis=0)
     if R.shape[1] > (options.max_residual_dims if blocks else options.proxy_dims):
-        # Principal directions first. Keeping all of them is a rotation, which
-        # leaves every SSE unchanged; the proxy of "all" mode then only looks
-        # at the proxy_dims leading ones.
         _, _, Vt = np.linalg.svd(R[: min(n, _SVD_ROWS)], full_matrices=False)
         R = R @ Vt[: options.max_residual_dims].T
-    Rc = R.copy()
+    return R
+
+
+def _backfit(R, learn, C, options, log):
+    """Residual mode: boosting then backfitting sweeps over the ``C`` trees.
+
+    ``R`` is the centred residual of no tree (:func:`_centred_residual`, not
+    modified); ``learn(c, feats, ncandidates, proxy)`` relearns tree ``c`` on the
+    residual ``feats`` and returns the buckets of the train rows.
+    """
+    n = R.shape[0]
+    Rc = R  # not modified
+    R = R.copy()
     codes = np.zeros((n, C), dtype=np.uint8)
     tabs = np.zeros((C, NLEAVES, R.shape[1]))
     nsweeps = 1 + options.backfit_sweeps
