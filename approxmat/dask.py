@@ -96,11 +96,13 @@ def matmul(x, W, kwargs=None, *, name="matmul"):
         x = x.rechunk({axis: -1})
     settings = _config.get_config()
     weights = _graph_key(W)
+    # The output keeps x's index, the one chunk of its last axis resized to M: a
+    # contracted index (a new output axis) would have dask concatenate each block's
+    # single chunk along the contraction axis, i.e. copy every block before the task.
     index = tuple(range(x.ndim))
-    out_index = index[:-1] + (x.ndim,)
     return da.blockwise(
-        _block, out_index, x, index, weights, None, settings, None,
-        new_axes={x.ndim: M}, concatenate=True, dtype=result,
+        _block, index, x, index, weights, None, settings, None,
+        adjust_chunks={axis: M}, dtype=result,
         meta=np.empty((0,) * x.ndim, dtype=result), token=f"approxmat-{name}",
     )
 
@@ -148,13 +150,11 @@ def lmatmul(W, x, kwargs=None, *, name="matmul"):
     if len(x.chunks[axis]) > 1:
         x = x.rechunk({axis: -1})
     weights = _graph_key(W)
-    index = tuple(range(x.ndim))
-    new = x.ndim
-    out_index = (new,) if x.ndim == 1 else index[:-2] + (new, index[-1])
+    index = tuple(range(x.ndim))  # kept, the contraction axis resized: see matmul
     return da.blockwise(
-        _left_block, out_index, weights, None, x, index, _config.get_config(), None,
-        new_axes={new: D}, concatenate=True, dtype=result,
-        meta=np.empty((0,) * len(out_index), dtype=result), token=f"approxmat-l{name}",
+        _left_block, index, weights, None, x, index, _config.get_config(), None,
+        adjust_chunks={axis: D}, dtype=result,
+        meta=np.empty((0,) * x.ndim, dtype=result), token=f"approxmat-l{name}",
     )
 
 

@@ -37,7 +37,12 @@ for _name, _module in (("LevelInfo", "approxmat._matrix"), ("Config", "approxmat
         setattr(approxmat, _name, getattr(sys.modules[_module], _name))
         getattr(approxmat, _name).__module__ = "approxmat"
 
+# The examples of the pages (a ```python block after <!-- example -->) run at build
+# time, and what they print is shown below them: docs/scripts/run_examples.py.
+sys.path.insert(0, str(HERE / "scripts"))
+
 extensions = [
+    "run_examples",
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
@@ -48,8 +53,11 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "_generated/*.md", "requirements.txt", "scripts", "data"]
-templates_path = []
+exclude_patterns = ["_build", "_generated/*.md", "requirements.txt", "scripts", "data",
+                    "_templates"]
+# _templates/autosummary/class-no-members.rst: a class page without the members of its
+# base (WeightsChunk, an ndarray).
+templates_path = ["_templates"]
 
 # -- Markdown (MyST) ----------------------------------------------------------------
 myst_enable_extensions = ["colon_fence", "dollarmath", "deflist"]

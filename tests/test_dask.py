@@ -179,11 +179,14 @@ def test_a_refit_gives_a_new_graph_name(rng):
     X = _data(rng, 400)
     W = am.ApproxMatrix(rng.standard_normal((D, M))).fit(X, [2], random_state=0)
     x = da.from_array(X, chunks=(200, D))
-    before = (x @ W).name
+    built = x @ W
+    want = X @ W
+    before = built.name
     assert (x @ W).name == before
     W.fit(X, [4], random_state=0)
     assert (x @ W).name != before
     _testing.assert_bits_equal((x @ W).compute(), X @ W)
+    _testing.assert_bits_equal(built.compute(), want)  # built before: the old points
 
 
 def test_asarray_keeps_the_products_and_nothing_else(W, rng):
