@@ -27,6 +27,13 @@ cdef extern from "am_kernels.h":
         const uint8_t *packed
         const float *split_low
         const float *split_high
+    cdef enum am_narrow_type:
+        AM_WIDE
+        AM_U8
+        AM_I8
+        AM_U16
+        AM_I16
+        AM_F16
     ctypedef struct am_matrix:
         char *data
         Py_ssize_t rows
@@ -34,6 +41,7 @@ cdef extern from "am_kernels.h":
         Py_ssize_t row_stride
         Py_ssize_t col_stride
         int is_f64
+        int narrow
     ctypedef struct am_kernels:
         const char *name
         size_t (*packed_bytes)(int C, int M) noexcept nogil
@@ -149,12 +157,30 @@ cdef int _matrix(am_matrix *mat, object arr, str what, bint writeable) except -1
     if cnp.PyArray_NDIM(a) != 2:
         raise ValueError(f"{what} must be 2-D, got shape {arr.shape}")
     cdef int typenum = cnp.PyArray_TYPE(a)
-    if typenum == cnp.NPY_FLOAT32 and cnp.PyArray_ISNOTSWAPPED(a):
-        mat.is_f64 = 0
-    elif typenum == cnp.NPY_FLOAT64 and cnp.PyArray_ISNOTSWAPPED(a):
+    mat.is_f64 = 0
+    mat.narrow = AM_WIDE
+    if not cnp.PyArray_ISNOTSWAPPED(a):
+        raise ValueError(f"{what} must be in native byte order, got {a.dtype}")
+    if typenum == cnp.NPY_FLOAT32:
+        pass
+    elif typenum == cnp.NPY_FLOAT64:
         mat.is_f64 = 1
+    elif typenum == cnp.NPY_FLOAT16:
+        mat.narrow = AM_F16
+    elif writeable:
+        raise ValueError(f"{what} must be float16, float32 or float64, got {a.dtype}")
+    elif typenum == cnp.NPY_UINT8:
+        mat.narrow = AM_U8
+    elif typenum == cnp.NPY_INT8:
+        mat.narrow = AM_I8
+    elif typenum == cnp.NPY_UINT16:
+        mat.narrow = AM_U16
+    elif typenum == cnp.NPY_INT16:
+        mat.narrow = AM_I16
     else:
-        raise ValueError(f"{what} must be float32 or float64, got {a.dtype}")
+        raise ValueError(
+            f"{what} must be float32, float64, float16, uint8, int8, uint16 or int16, "
+            f"got {a.dtype}")
     if writeable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{what} is read-only")
     mat.data = <char *>cnp.PyArray_DATA(a)
@@ -253,6 +279,8 @@ cdef int _validate(am_level_view *lv, am_matrix *xm, am_matrix *om, object x, ob
             f"split_dims must lie in [0, {xm.cols}) for rows of width {xm.cols}; "
             f"found {max_split}"
         )
+    if om.narrow == AM_F16 and xm.is_f64:
+        raise ValueError("a float16 out needs x of a type narrower than float64")
     if om.rows != xm.rows or om.cols != lv.M:
         raise ValueError(
             f"out must have shape ({xm.rows}, {lv.M}), got ({om.rows}, {om.cols})"
@@ -304,7 +332,8 @@ cdef class PreparedLevel:
                 self.max_split = self.lv.split_dims[i]
 
     def encode(self, x, int nthreads=1):
-        """Codes (N, C) uint8 of the rows of ``x`` (float32/float64, any strides).
+        """Codes (N, C) uint8 of the rows of ``x`` (float32, float64, float16, uint8,
+        int8, uint16 or int16; any strides).
 
         The encoder alone, for tests: the codes the product sums tables for.
         """
@@ -332,8 +361,10 @@ cdef class PreparedLevel:
 
         Returns the number of rows with a nonzero flag (0 when ``flags`` is None).
 
-        ``x``: float32/float64 (N, D), any strides. ``out``: float32/float64 (N, M), any
-        strides, writeable, not overlapping ``x``. The GIL is released while computing.
+        ``x``: float32, float64 or a narrow type (float16, uint8, int8, uint16, int16:
+        read as it is, see ``am_narrow.h``), (N, D), any strides. ``out``: float32,
+        float64 or float16 (x narrower than float64), (N, M), any strides, writeable,
+        not overlapping ``x``. The GIL is released while computing.
 
         ``flags``: None (pure product), or a writeable C-contiguous uint8 array of shape
         (N,) that receives the row flags: bit 0 when the row of ``x`` has a NaN or +-inf

@@ -25,6 +25,7 @@ __all__ = [
     "FLAG_NONFINITE",
     "FLAG_OUT_OF_RANGE",
     "KERNEL_DTYPES",
+    "NARROW_DTYPES",
     "aligned_empty",
     "available_cores",
     "empty_output",
@@ -35,8 +36,13 @@ __all__ = [
     "product",
 ]
 
-#: Input and output dtypes the compiled kernels handle.
+#: The dtypes the compiled kernels compute in: their float inputs and outputs.
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Inputs the kernels also read as they are (each value widened exactly to float32),
+#: and, for float16, an output they write (computed in float32, rounded once).
+NARROW_DTYPES = tuple(np.dtype(t) for t in (np.float16, np.uint8, np.int8, np.uint16, np.int16))
+_INPUTS = KERNEL_DTYPES + NARROW_DTYPES
+_OUTPUTS = KERNEL_DTYPES + (np.dtype(np.float16),)
 #: Row flag bits returned by :func:`product`.
 FLAG_NONFINITE = 1
 FLAG_OUT_OF_RANGE = 2
@@ -183,10 +189,11 @@ def product(x2d, level, out2d, threads=None, check_finite=True):
 
     Parameters
     ----------
-    x2d : ndarray of float32 or float64, shape (N, D), any strides
+    x2d : ndarray, shape (N, D), any strides
+        float32, float64, or a type in :data:`NARROW_DTYPES` (read as it is).
     level : Level
-    out2d : ndarray of float32 or float64, shape (N, M), writeable, not
-        overlapping ``x2d``
+    out2d : ndarray of float32, float64 or float16, shape (N, M), writeable, not
+        overlapping ``x2d``; float16 for ``x2d`` narrower than float64
     threads : int or None
         Requested threads (see :func:`kernel_threads`).
     check_finite : bool
@@ -218,7 +225,8 @@ def product(x2d, level, out2d, threads=None, check_finite=True):
     True
     """
     nthreads = kernel_threads(threads)
-    if x2d.dtype in KERNEL_DTYPES and out2d.dtype in KERNEL_DTYPES:
+    if x2d.dtype in _INPUTS and out2d.dtype in _OUTPUTS and x2d.dtype.isnative and not (
+            out2d.dtype.itemsize == 2 and x2d.dtype.itemsize == 8):
         if check_finite:
             return prepared_level(level).checked_product(x2d, out2d, nthreads)
         prepared_level(level).product(x2d, out2d, nthreads)

@@ -49,6 +49,9 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 # Read once here, not per call (the fast path counts its attribute lookups).
 _KERNEL_DTYPES = _backend.KERNEL_DTYPES
+# Inputs the lookup-table kernels read as they are, and the results they write.
+_KERNEL_INPUTS = _backend.KERNEL_DTYPES + _backend.NARROW_DTYPES
+_KERNEL_RESULTS = _backend.KERNEL_DTYPES + (np.dtype(np.float16),)
 _SMALL_OUTPUT_BYTES = _backend.ALIGNED_OUTPUT_MIN_BYTES
 _RESULT_DTYPES = {}
 _config_now = _current.get
@@ -237,20 +240,20 @@ class Product:
 
         def approx(x):
             result = result_dtype(x.dtype, weights.dtype)
-            compute = _F64 if result == _F64 else _F32
-            x2d = x if x.dtype in _KERNEL_DTYPES else x.astype(compute)
-            y = _new_result(x2d.shape[0], M, compute)
+            x2d, written = operands(point, x, result)
+            y = _new_result(x2d.shape[0], M, written)
             flags = run(x2d, y, threads)
             if flags is not None:
                 np.count_nonzero(flags & 1)
-            return y if result == compute else y.astype(result)
+            return y if result == written else y.astype(result)
 
         return approx
 
     def compute(self, point, x2d, y2d, threads, check_finite):
         """Write ``point``'s product of rows ``x2d`` into ``y2d``; the row flags or None.
 
-        ``x2d`` is float32 or float64; ``y2d`` is C-contiguous of the compute dtype.
+        ``x2d`` and ``y2d`` are of the dtypes :func:`operands` gives; ``y2d`` is
+        C-contiguous.
         """
         if point.kind == "lut":
             return _backend.product(x2d, point, y2d, threads, check_finite)
@@ -360,8 +363,10 @@ class Product:
         how = self.plan(config.tolerance)
         if how[0] == "exact":
             return _EXACT_ONLY, how[1]
-        if x.dtype not in _KERNEL_DTYPES or result not in _KERNEL_DTYPES:
+        if x.dtype not in _KERNEL_INPUTS or not x.dtype.isnative:
             return (_GENERAL,)
+        if result == _F16 and how[0] != "fixed":
+            return (_GENERAL,)  # exact() computes float16 products in float32
         runs = tuple(_fast_run(p, config.check_finite) for p in self.points)
         if how[0] == "fixed":
             return _FIXED, how[1], runs, result
@@ -487,14 +492,13 @@ class Product:
         out_shape = x.shape[:-1] + (M,)
         if out is not None:
             check_out(out, out_shape, result, name, x, self.weights)
-        # Compute in float32 or float64; float16 results are computed in float32.
-        compute = _F64 if result == _F64 else _F32
         x2d = x if x.ndim == 2 else x.reshape(-1, D)
-        if dtype is not None or x2d.dtype not in _KERNEL_DTYPES:
-            x2d = x2d.astype(compute, copy=False)  # NumPy casts inputs to dtype= first
+        if dtype is not None:  # NumPy casts inputs to dtype= first
+            x2d = x2d.astype(_F64 if result == _F64 else _F32, copy=False)
+        x2d, written = operands(point, x2d, result)
         direct = (
             out is not None
-            and out.dtype == compute
+            and out.dtype == written
             and (out.ndim == 2 or out.flags.c_contiguous)
             and (point.kind == "lut" or out.flags.c_contiguous)
             and not np.shares_memory(out, x)
@@ -502,7 +506,7 @@ class Product:
         if direct:
             y2d = out if out.ndim == 2 else out.reshape(-1, M)
         else:
-            y2d = _backend.empty_output(x2d.shape[0], M, compute)
+            y2d = _backend.empty_output(x2d.shape[0], M, written)
         # The kernels write NaN rows for rows of x with NaN/inf (like NumPy) and flag them.
         t0 = _clock()
         flags = self.compute(point, x2d, y2d, config.threads, config.check_finite)
@@ -513,7 +517,7 @@ class Product:
             return out
         y = y2d if y2d.shape == out_shape else y2d.reshape(out_shape)
         if out is None:
-            return y if result == compute else y.astype(result)
+            return y if result == written else y.astype(result)
         np.copyto(out, y, casting="same_kind")
         return out
 
@@ -560,8 +564,37 @@ def _new_result(nrows, ncols, dtype):
     return _backend.empty_output(nrows, ncols, dtype)
 
 
+def operands(point, x2d, result):
+    """``(x2d, written)``: the rows as ``point`` reads them and the dtype it writes.
+
+    The lookup-table kernels read float32, float64 and the narrow dtypes of
+    :data:`approxmat._backend.NARROW_DTYPES` as they are, and write float16 results
+    themselves (computed in float32, rounded once); other points convert narrow rows
+    to float32 (float64 for float64 results) and compute float16 results in float32.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> x = np.zeros((2, 3), np.uint8)
+    >>> operands(SimpleNamespace(kind="lut"), x, np.dtype(np.float16))[1]
+    dtype('float16')
+    >>> x2d, written = operands(SimpleNamespace(kind="lowrank"), x, np.dtype(np.float16))
+    >>> x2d.dtype, written
+    (dtype('float32'), dtype('float32'))
+    """
+    compute = _F64 if result == _F64 else _F32
+    if point.kind == "lut" and x2d.dtype in _KERNEL_INPUTS and x2d.dtype.isnative:
+        return x2d, (result if result == _F16 and x2d.dtype != _F64 else compute)
+    if x2d.dtype not in _KERNEL_DTYPES:
+        x2d = x2d.astype(compute)
+    return x2d, compute
+
+
 def _fast_run(point, check_finite):
-    """``run(x2d, out2d, nthreads) -> flags or None`` of a point, for :meth:`Product.fast`."""
+    """``run(x2d, out2d, nthreads) -> flags or None`` of a point, for :meth:`Product.fast`.
+
+    ``out2d`` has the result dtype; the run computes what the general path does
+    (:func:`operands`)."""
     if point is EXACT:
         return None  # the fast path calls NumPy itself
     if point.kind == "lut":
@@ -569,7 +602,15 @@ def _fast_run(point, check_finite):
     factors = point.factors
 
     def lowrank(x2d, out2d, nthreads):
-        left, right = factors(out2d.dtype)
+        dtype = out2d.dtype
+        if dtype == _F16:
+            x2d, compute = operands(point, x2d, dtype)
+            left, right = factors(compute)
+            out2d[...] = _MATMUL(_MATMUL(x2d, left), right)
+            return
+        if x2d.dtype not in _KERNEL_DTYPES:
+            x2d = x2d.astype(dtype)
+        left, right = factors(dtype)
         _MATMUL(_MATMUL(x2d, left), right, out=out2d)
 
     return lowrank

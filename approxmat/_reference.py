@@ -19,7 +19,10 @@ def encode(x, split_dims, thresholds):
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, shape (N, D)
+    x : ndarray of real numbers, shape (N, D)
+        float32 or float64, or narrower (float16, 8- and 16-bit integers): compared
+        with the float32 thresholds as real numbers (NumPy promotes both to float32
+        or float64, exactly).
     split_dims : ndarray of int, shape (C, 4)
     thresholds : ndarray of float32, shape (C, 15)
 
@@ -92,17 +95,21 @@ def approx_matmul(x, level: Level, dtype):
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, shape (N, D)
+    x : ndarray of real numbers, shape (N, D)
     level : Level
-    dtype : float32 or float64
-        Output dtype.
+    dtype : float16, float32 or float64
+        Output dtype. float16 outputs are dequantised in float32 and rounded once.
 
     Returns
     -------
     ndarray of ``dtype``, shape (N, M)
     """
     codes = encode(x, level.split_dims, level.thresholds)
-    return dequantize(table_sums(codes, level.luts), level.scale, level.offset, dtype)
+    dtype = np.dtype(dtype)
+    compute = np.float32 if dtype == np.float16 else dtype
+    y = dequantize(table_sums(codes, level.luts), level.scale, level.offset, compute)
+    with np.errstate(over="ignore"):  # beyond float16's range: infinity, as defined
+        return y.astype(dtype, copy=False)
 
 
 def row_flags(x, level: Level):
@@ -110,7 +117,7 @@ def row_flags(x, level: Level):
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, shape (N, D)
+    x : ndarray of real numbers, shape (N, D)
     level : Level
 
     Returns

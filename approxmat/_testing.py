@@ -20,12 +20,15 @@ from ._level import Level
 __all__ = [
     "DTYPES",
     "LAYOUTS",
+    "NARROW_DTYPES",
     "VALUE_KINDS",
     "assert_bits_equal",
     "flagged_product",
     "layout",
     "layouts",
     "modified",
+    "narrow_level",
+    "narrow_x",
     "offset_rows",
     "oracle",
     "oracle_flags",
@@ -42,6 +45,8 @@ __all__ = [
 
 #: The dtypes the kernels take for rows and results.
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: The narrow row dtypes the kernels read as they are.
+NARROW_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.float16))
 #: Names of the memory layouts of :func:`layout`, in the order of :func:`layouts`.
 LAYOUTS = ("C", "F", "neg-strided", "F-strided")
 #: Kinds of values of :func:`random_values`.
@@ -264,6 +269,105 @@ def random_x(N, D, rng, dtype=np.float64, *, kind="nonfinite", nonfinite_every=N
         fix[::nonfinite_every] = False
         x[fix] = rng.standard_normal(np.count_nonzero(fix))
     return x.astype(dtype, copy=False)
+
+
+def _edges(dtype):
+    """Values at the edges of a narrow dtype's range, as float64."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo, hi = int(info.min), int(info.max)
+        return np.array([lo, lo + 1, -1, 0, 1, hi - 1, hi], dtype=np.float64)
+    tiny = float(np.finfo(np.float16).smallest_subnormal)
+    normal = float(np.finfo(np.float16).smallest_normal)
+    big = float(np.finfo(np.float16).max)
+    return np.array([-big, -normal, -tiny, -0.0, 0.0, tiny, normal, big, 1.0, -1.0])
+
+
+def narrow_x(N, D, rng, dtype, *, nonfinite_every=3):
+    """Random rows (N, D) of a narrow dtype, C-contiguous, that reach its edges.
+
+    Integers: uniform over the type's whole range, with about one value in ten at an
+    edge (the smallest and largest values and their neighbours, -1, 0, 1). float16:
+    normal values times 4 with about one in ten at an edge (+-65504, the smallest
+    normal and subnormal values, +-0, +-1) and, in every ``nonfinite_every``-th row, a
+    NaN, +inf or -inf (none when 0 or None).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = narrow_x(40, 30, rng, np.uint8)
+    >>> x.dtype, int(x.min()), int(x.max())
+    (dtype('uint8'), 0, 255)
+    >>> h = narrow_x(30, 8, rng, np.float16)
+    >>> bool(np.isfinite(h[1::3]).all()), bool((~np.isfinite(h[::3])).any(axis=1).all())
+    (True, True)
+    """
+    dtype = np.dtype(dtype)
+    edges = _edges(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        x = rng.integers(int(info.min), int(info.max), (N, D), endpoint=True).astype(np.float64)
+    else:
+        x = 4 * rng.standard_normal((N, D))
+    at = rng.random((N, D)) < 0.1
+    x[at] = rng.choice(edges, size=int(at.sum()))
+    if dtype.kind == "f" and nonfinite_every and N and D:
+        rows = np.arange(0, N, nonfinite_every)
+        x[rows, rng.integers(0, D, rows.size)] = rng.choice([np.nan, np.inf, -np.inf], rows.size)
+    return x.astype(dtype)
+
+
+def narrow_level(level, dtype, rng):
+    """The level with thresholds where a narrow dtype's decisions are delicate.
+
+    Each threshold is, with equal chances: an integer of the type's range (a tie for
+    rows equal to it), that integer plus or minus half, the float32 neighbours of an
+    integer, a value beyond the type's range (every row goes the same way), or an edge
+    value of :func:`narrow_x` (float16: its float32 neighbours too). Its calibration
+    ranges, when it has them, are set from the same kinds of values.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> level = narrow_level(random_level(8, 2, 3, rng), np.int8, rng)
+    >>> level.thresholds.dtype, level.thresholds.shape
+    (dtype('float32'), (3, 15))
+    """
+    dtype = np.dtype(dtype)
+    edges = _edges(dtype).astype(np.float32)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo, hi = float(info.min), float(info.max)
+    else:
+        lo, hi = -70000.0, 70000.0
+
+    def values(shape):
+        n = int(np.prod(shape))
+        base = np.round(rng.uniform(lo, hi, n)).astype(np.float32)
+        if dtype.kind == "f":
+            base = base / 1000
+        kind = rng.integers(0, 7, n)
+        v = base.copy()
+        v[kind == 1] += 0.5
+        v[kind == 2] -= 0.5
+        v[kind == 3] = np.nextafter(base[kind == 3], np.float32(np.inf))
+        v[kind == 4] = np.nextafter(base[kind == 4], np.float32(-np.inf))
+        beyond = np.array([lo - 1, hi + 1, lo - 1e6, hi + 1e6, -np.inf, np.inf], np.float32)
+        v[kind == 5] = rng.choice(beyond, int((kind == 5).sum()))
+        e = rng.choice(edges, int((kind == 6).sum()))
+        if dtype.kind == "f":
+            step = rng.choice([-np.inf, np.inf], e.size).astype(np.float32)
+            e = np.where(rng.random(e.size) < 0.5, e, np.nextafter(e, step))
+        v[kind == 6] = e
+        return v.astype(np.float32).reshape(shape)
+
+    changes = {"thresholds": values(level.thresholds.shape)}
+    if level.split_low is not None:
+        a, b = values(level.split_low.shape), values(level.split_low.shape)
+        changes["split_low"] = np.minimum(a, b)
+        changes["split_high"] = np.maximum(a, b)
+    return modified(level, **changes)
 
 
 def layout(x, name):

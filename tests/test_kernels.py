@@ -579,7 +579,7 @@ def test_backend_product_uses_kernel_and_falls_back():
                     np.testing.assert_array_equal(flags, want)
                 assert_bits_equal(out, oracle(xv, lev, odt)[0])
         assert ("packed", _kernels.selected_variant()) in lev.cache
-        # float16 output: no kernel, the reference computes it
+        # float16 output of float64 rows: no kernel, the reference computes it
         out16 = np.empty((N, M), np.float16)
         flags = _backend.product(x, lev, out16)
         want = oracle_flags(x, lev)
@@ -605,10 +605,14 @@ def test_bad_arguments_raise(variant):
         kernel.product(x[:, :2], np.empty((N, M), np.float32))
     with pytest.raises(ValueError, match="out must have shape"):
         kernel.product(x, np.empty((N, M + 1), np.float32))
-    with pytest.raises(ValueError, match="float32 or float64"):
-        kernel.product(x.astype(np.float16), out)
-    with pytest.raises(ValueError, match="float32 or float64"):
+    with pytest.raises(ValueError, match="uint16 or int16, got int32"):
+        kernel.product(x.astype(np.int32), out)
+    with pytest.raises(ValueError, match="float16, float32 or float64, got int32"):
         kernel.product(x, np.zeros((N, M), np.int32))
+    with pytest.raises(ValueError, match="float16, float32 or float64, got uint8"):
+        kernel.product(x, np.zeros((N, M), np.uint8))
+    with pytest.raises(ValueError, match="float16 out needs"):
+        kernel.product(x.astype(np.float64), np.zeros((N, M), np.float16))
     with pytest.raises(ValueError, match="packed"):
         _kernels.PreparedLevel(*a, pack(level, variant)[:-1], variant)
     with pytest.raises(ValueError, match="read-only"):
@@ -634,8 +638,8 @@ def test_bad_arguments_raise(variant):
     # the encoder alone checks the same rows
     with pytest.raises(ValueError, match="split_dims"):
         kernel.encode(x[:, :2])
-    with pytest.raises(ValueError, match="float32 or float64"):
-        kernel.encode(x.astype(np.float16))
+    with pytest.raises(ValueError, match="got uint64"):
+        kernel.encode(x.astype(np.uint64))
     with pytest.raises(ValueError, match="nthreads"):
         kernel.encode(x, 0)
     with pytest.raises(TypeError):
@@ -766,21 +770,21 @@ def test_checked_product(variant, N):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_byte_swapped_and_read_only_arrays_rejected(variant):
-    """The C-API checks of the bindings: non-native byte order is not float32/float64
-    for the kernels; read-only out or flags raise."""
+    """The C-API checks of the bindings: non-native byte order is refused; read-only
+    out or flags raise."""
     rng = np.random.default_rng(3)
     N, D, C, M = 5, 8, 2, 3
     x = rng.standard_normal((N, D)).astype(np.float32)
     level = random_level(D, M, C, rng, x=x)
     kernel = prepared(level, variant)
     out = np.empty((N, M), np.float32)
-    with pytest.raises(ValueError, match="x must be float32 or float64"):
+    with pytest.raises(ValueError, match="x must be in native byte order"):
         kernel.product(x.astype(">f4"), out, 1)
-    with pytest.raises(ValueError, match="x must be float32 or float64"):
+    with pytest.raises(ValueError, match="x must be in native byte order"):
         kernel.checked_product(x.astype(">f4"), out, 1)
-    with pytest.raises(ValueError, match="x must be float32 or float64"):
+    with pytest.raises(ValueError, match="x must be in native byte order"):
         kernel.encode(x.astype(">f4"))
-    with pytest.raises(ValueError, match="out must be float32 or float64"):
+    with pytest.raises(ValueError, match="out must be in native byte order"):
         kernel.product(x, np.empty((N, M), ">f8"), 1)
     ro = np.empty((N, M), np.float32)
     ro.flags.writeable = False

@@ -8,17 +8,25 @@
 #include "am_layout.h"
 #include "am_tuning.h"
 
+typedef struct am_call am_call;
+
+/* Handles rows [r0, r0 + nrows) of the call. */
+typedef int (*am_block_fn)(const am_call *k, ptrdiff_t r0, ptrdiff_t nrows, void *scratch);
+
 /* One kernel call. */
-typedef struct am_call {
+struct am_call {
     const am_level *lv;
     const am_matrix *x;
     am_matrix *out; /* product: the (N, M) output; NULL for encode and flag passes */
     uint8_t *codes; /* encode: codes[n * C + c]; NULL otherwise */
     uint8_t *flags; /* row flags, N bytes, or NULL */
-} am_call;
-
-/* Handles rows [r0, r0 + nrows) of the call. */
-typedef int (*am_block_fn)(const am_call *k, ptrdiff_t r0, ptrdiff_t nrows, void *scratch);
+    /* Narrow inputs and float16 outputs only (am_narrow.h): the variant's own block
+     * function for float32 rows, the bytes of its scratch, and the level as it reads
+     * the widened split columns. */
+    am_block_fn inner;
+    size_t inner_scratch;
+    const am_level *wide;
+};
 
 /* The flags of the block's first row, or NULL. */
 AM_INLINE uint8_t *am_block_flags(const am_call *k, ptrdiff_t r0)

@@ -24,7 +24,7 @@ AM_ISA_UNUSED static int am_cpu_avx2(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("bmi2");
+           __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
 }
 
 AM_ISA_UNUSED static int am_cpu_avx512(void)

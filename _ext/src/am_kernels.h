@@ -31,12 +31,26 @@ typedef struct am_level_view {
     const float *split_high;
 } am_level_view;
 
-/* A strided 2-D float32/float64 array; strides in bytes, any sign, any alignment. */
+/* Element types narrower than float32 (am_matrix.narrow): inputs read as they are
+ * (am_narrow.h), and float16 outputs. */
+enum am_narrow_type {
+    AM_WIDE = 0, /* float32 (is_f64 = 0) or float64 (is_f64 = 1) */
+    AM_U8 = 1,
+    AM_I8 = 2,
+    AM_U16 = 3,
+    AM_I16 = 4,
+    AM_F16 = 5,
+};
+
+/* A strided 2-D array; strides in bytes, any sign, any alignment. Its elements are
+ * float32 or float64 (narrow = AM_WIDE, is_f64 says which) or, with is_f64 = 0, of a
+ * narrow type: any of them for x, AM_F16 for an output. */
 typedef struct am_matrix {
     char *data;
     ptrdiff_t rows, cols;
     ptrdiff_t row_stride, col_stride;
     int is_f64;
+    int narrow;
 } am_matrix;
 
 typedef struct am_kernels {

@@ -25,6 +25,7 @@
     } while (0)
 
 #include "am_flags.h"
+#include "am_narrow.h"
 #include "am_output.h"
 #include "am_prefetch.h"
 #include "am_profile.h"
@@ -467,6 +468,9 @@ static int avx2_encode_block(const am_call *k, ptrdiff_t r0, ptrdiff_t nrows, vo
 static int avx2_encode(const am_level_view *view, const am_matrix *x, uint8_t *codes, int nthreads)
 {
     am_level lv = am_level_of(view);
+    if (am_narrow_call(x, NULL))
+        return am_narrow_run(&lv, x, NULL, codes, NULL, 64, avx2_scratch(lv.C, 64),
+                             avx2_encode_block, nthreads);
     am_call k = {&lv, x, NULL, codes, NULL};
     return am_run_blocks(&k, 64, avx2_scratch(lv.C, 64), avx2_encode_block, nthreads);
 }
@@ -478,6 +482,9 @@ static int avx2_product(const am_level_view *view, const am_matrix *x, am_matrix
     /* Blocks of AM_BLOCK_ROWS_SMALL rows (in place, the rows being written stay in L1);
      * streamed outputs: am_block_rows (see am_tuning.h). */
     ptrdiff_t B = avx2_streams(out, lv.M) ? am_block_rows(lv.C, lv.M) : AM_BLOCK_ROWS_SMALL;
+    if (am_narrow_call(x, out))
+        return am_narrow_run(&lv, x, out, NULL, flags, B, avx2_scratch(lv.C, B), avx2_block,
+                             nthreads);
     if (flags && am_flags_prepass(x) &&
         am_flags_prepass_run(&lv, x, flags, am_flags_block_generic, nthreads))
         return -1;

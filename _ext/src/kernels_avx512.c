@@ -29,6 +29,7 @@
 
 #include "am_encode_avx512.h"
 #include "am_flags_avx512.h"
+#include "am_narrow.h"
 #include "am_output.h"
 #include "am_prefetch.h"
 #include "am_profile.h"
@@ -459,6 +460,9 @@ static int avx512_encode(const am_level_view *view, const am_matrix *x, uint8_t 
                          int nthreads)
 {
     am_level lv = am_level_of(view);
+    if (am_narrow_call(x, NULL))
+        return am_narrow_run(&lv, x, NULL, codes, NULL, 64, avx512_scratch(lv.C, 64),
+                             avx512_encode_block, nthreads);
     am_call k = {&lv, x, NULL, codes, NULL};
     return am_run_blocks(&k, 64, avx512_scratch(lv.C, 64), avx512_encode_block, nthreads);
 }
@@ -468,6 +472,9 @@ static int avx512_product(const am_level_view *view, const am_matrix *x, am_matr
 {
     am_level lv = am_level_of(view);
     ptrdiff_t B = am_block_rows(lv.C, lv.M);
+    if (am_narrow_call(x, out))
+        return am_narrow_run(&lv, x, out, NULL, flags, B, avx512_scratch(lv.C, B), avx512_block,
+                             nthreads);
     if (flags && am_flags_prepass(x) && am_flags_prepass_run(&lv, x, flags, flags512_block, nthreads))
         return -1;
     am_call k = {&lv, x, out, NULL, flags};

@@ -2,6 +2,7 @@
  * one row at a time, scalar encode, exact sums along M, dequantise into the output.
  * Defines am_kernels_portable. The packed form is the common part alone. */
 #include "am_flags.h"
+#include "am_narrow.h"
 #include "am_output.h"
 #include "am_scalar.h"
 
@@ -54,6 +55,9 @@ static int portable_encode(const am_level_view *view, const am_matrix *x, uint8_
                            int nthreads)
 {
     am_level lv = am_level_of(view);
+    if (am_narrow_call(x, NULL))
+        return am_narrow_run(&lv, x, NULL, codes, NULL, 64, portable_scratch(lv.C, lv.M),
+                             portable_encode_block, nthreads);
     am_call k = {&lv, x, NULL, codes, NULL};
     return am_run_blocks(&k, 64, portable_scratch(lv.C, lv.M), portable_encode_block, nthreads);
 }
@@ -62,6 +66,9 @@ static int portable_product(const am_level_view *view, const am_matrix *x, am_ma
                             uint8_t *flags, int nthreads)
 {
     am_level lv = am_level_of(view);
+    if (am_narrow_call(x, out))
+        return am_narrow_run(&lv, x, out, NULL, flags, 64, portable_scratch(lv.C, lv.M),
+                             portable_block, nthreads);
     if (flags && am_flags_prepass(x) &&
         am_flags_prepass_run(&lv, x, flags, am_flags_block_generic, nthreads))
         return -1;
