@@ -12,6 +12,69 @@
 #include "am_prefetch.h"
 #include "am_scalar.h"
 
+/* In-register transpose of a 16 x 16 tile of 32-bit values: on return a[r] holds what
+ * lane r of the 16 inputs held (a[j] lane r -> a[r] lane j). */
+AM_INLINE void transpose16x16(__m512i a[16])
+{
+    __m512i t[16], b[16];
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; p++) {
+        t[2 * p] = _mm512_unpacklo_epi32(a[2 * p], a[2 * p + 1]);
+        t[2 * p + 1] = _mm512_unpackhi_epi32(a[2 * p], a[2 * p + 1]);
+    }
+    /* b[4 q + k], 128-bit lane L: row 4 L + k, columns 4 q .. 4 q + 3. */
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        b[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
+        b[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
+        b[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
+        b[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
+    }
+    /* Per k, a 4 x 4 transpose of 128-bit lanes among b[k], b[4 + k], b[8 + k], b[12 + k]. */
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i c0 = _mm512_shuffle_i32x4(b[k], b[4 + k], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i c1 = _mm512_shuffle_i32x4(b[k], b[4 + k], _MM_SHUFFLE(3, 2, 3, 2));
+        __m512i c2 = _mm512_shuffle_i32x4(b[8 + k], b[12 + k], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i c3 = _mm512_shuffle_i32x4(b[8 + k], b[12 + k], _MM_SHUFFLE(3, 2, 3, 2));
+        a[k] = _mm512_shuffle_i32x4(c0, c2, _MM_SHUFFLE(2, 0, 2, 0));
+        a[4 + k] = _mm512_shuffle_i32x4(c0, c2, _MM_SHUFFLE(3, 1, 3, 1));
+        a[8 + k] = _mm512_shuffle_i32x4(c1, c3, _MM_SHUFFLE(2, 0, 2, 0));
+        a[12 + k] = _mm512_shuffle_i32x4(c1, c3, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+/* Row-major float32 rows of at most AM_TRANSPOSE_MAX_D values, 16 at a time: the rows
+ * are loaded whole and transposed in registers, 16 columns at a time; column d is stored
+ * at tmp + 16 j floats when it is the level's distinct split column j (colpos[d] = j,
+ * else -1), and every column is checked for NaN / inf. Returns the non-finite rows (bit
+ * r, r < nv). Costs ceil(D / 16) transposes per 16 rows against the value-by-value
+ * copy's u loads and stores per row (am_copy_split_row): the encoder takes it when u is
+ * large enough (AM_TRANSPOSE_MIN_COLS). */
+AM_INLINE __mmask16 transpose_rows16(const char *src, ptrdiff_t rs, int nv, int D,
+                                     const int16_t *colpos, char *tmp)
+{
+    __mmask16 nf = 0;
+    for (int d0 = 0; d0 < D; d0 += 16) {
+        int w = D - d0 < 16 ? D - d0 : 16;
+        __mmask16 cm = (__mmask16)((1u << w) - 1);
+        __m512i a[16];
+        for (int r = 0; r < 16; r++)
+            a[r] = r < nv ? _mm512_castps_si512(
+                                _mm512_maskz_loadu_ps(cm, src + r * rs + (ptrdiff_t)d0 * 4))
+                          : _mm512_setzero_si512();
+        transpose16x16(a); /* a[c] lane r: row r, column d0 + c */
+        for (int c = 0; c < w; c++) {
+            __m512 v = _mm512_castsi512_ps(a[c]);
+            nf |= _mm512_fpclass_ps_mask(v, 0x99); /* NaN or +-inf */
+            int j = colpos[d0 + c];
+            if (j >= 0)
+                _mm512_storeu_ps((float *)tmp + 16 * j, v);
+        }
+    }
+    return (__mmask16)(nf & ((1u << nv) - 1));
+}
+
 /* Reversed codes of up to 16 rows for KN codebooks c0 .. c0 + KN - 1 (float32 input),
  * in lockstep so that the KN dependency chains overlap; returned OR-ed into byte k of
  * each row's 32-bit lane. */
@@ -96,6 +159,17 @@ static void enc_block512(const am_level *lv, const am_matrix *x, ptrdiff_t r0,
     ptrdiff_t *offs = (ptrdiff_t *)(tmp + (size_t)4 * C * 16 * 8);
     int u = contig ? 0 : am_split_offsets(lv, cs, offs);
     int pf_cols = am_prefetch_split(x);
+    /* Short float32 rows with many split columns: whole rows transposed (see
+     * transpose_rows16), colpos[d] = position of column d in the distinct list or -1. */
+    int D = (int)x->cols, nblk = (D + 15) / 16;
+    int transposed = !contig && !x->is_f64 && cs == 4 && D <= AM_TRANSPOSE_MAX_D &&
+                     u >= AM_TRANSPOSE_MIN_COLS * nblk;
+    int16_t colpos[AM_TRANSPOSE_MAX_D];
+    if (transposed) {
+        memset(colpos, -1, sizeof colpos);
+        for (int j = 0; j < u; j++)
+            colpos[lv->cols[1 + j]] = (int16_t)j;
+    }
     for (int s = 0; s < nsub; s++) {
         ptrdiff_t left = nrows - 16 * s;
         int nv = left >= 16 ? 16 : (int)left;
@@ -107,7 +181,11 @@ static void enc_block512(const am_level *lv, const am_matrix *x, ptrdiff_t r0,
              * scan first, the encoder's loads queued behind the scan's 32 line fills and
              * the flags cost 25-40 % more at N = 100 000 (C harness, measured). */
             __mmask16 nf = 0;
-            for (int r = 0; r < nv; r++) {
+            if (transposed) {
+                am_pf_lines(pf, pf_per_row * nv);
+                nf = transpose_rows16(src, rs, nv, D, colpos, tmp);
+            }
+            for (int r = 0; r < nv && !transposed; r++) {
                 const char *row = src + r * rs;
                 am_pf_lines(pf, pf_per_row);
                 am_copy_split_row(row, offs, u, x->is_f64, tmp, 16, r);

@@ -125,9 +125,75 @@ AM_INLINE int am_narrow_call(const am_matrix *x, const am_matrix *out)
     }
 #define AM_AS_FLOAT(v) ((float)(v))
 
+#if defined(AM_ENCODE_AVX512_H)
+/* AVX-512: 16 values of one row from p (the first w, the others 0), widened. */
+AM_INLINE __m512 am_narrow_load16(const char *p, int type, __mmask16 cm)
+{
+    switch (type) {
+    case AM_U8:
+        return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(cm, p)));
+    case AM_I8:
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(cm, p)));
+    case AM_U16:
+        return _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(cm, p)));
+    case AM_I16:
+        return _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(cm, p)));
+    case AM_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(cm, p));
+    default:
+        return _mm512_maskz_loadu_ps(cm, p);
+    }
+}
+
+/* AVX-512, rows of at most AM_TRANSPOSE_MAX_D adjacent values and many split columns
+ * (the rule of the float32 encoder, transpose_rows16): 16 rows loaded whole, widened and
+ * transposed in registers, the split columns stored. Returns 0 when the rows are not of
+ * that kind. */
+static int am_widen_transposed(const am_level *lv, const am_matrix *x, ptrdiff_t r0,
+                               ptrdiff_t nrows, float *AM_RESTRICT wide)
+{
+    static const int sizes[6] = {4, 1, 1, 2, 2, 2};
+    int item = sizes[x->narrow], D = (int)x->cols, u = lv->u, nblk = (D + 15) / 16;
+    ptrdiff_t rs = x->row_stride;
+    if (x->col_stride != item || rs == item || D > AM_TRANSPOSE_MAX_D ||
+        u < AM_TRANSPOSE_MIN_COLS * nblk)
+        return 0;
+    int16_t colpos[AM_TRANSPOSE_MAX_D];
+    memset(colpos, -1, sizeof colpos);
+    for (int j = 0; j < u; j++)
+        colpos[lv->cols[1 + j]] = (int16_t)j;
+    const char *xb = x->data + r0 * rs;
+    for (ptrdiff_t s = 0; s < nrows; s += 16) {
+        int nv = nrows - s < 16 ? (int)(nrows - s) : 16;
+        __mmask16 vm = (__mmask16)((1u << nv) - 1);
+        for (int d0 = 0; d0 < D; d0 += 16) {
+            int w = D - d0 < 16 ? D - d0 : 16;
+            __mmask16 cm = (__mmask16)((1u << w) - 1);
+            __m512i a[16];
+            for (int r = 0; r < 16; r++)
+                a[r] = r < nv ? _mm512_castps_si512(am_narrow_load16(
+                                    xb + (s + r) * rs + (ptrdiff_t)d0 * item, x->narrow, cm))
+                              : _mm512_setzero_si512();
+            transpose16x16(a); /* a[c] lane r: row s + r, column d0 + c */
+            for (int c = 0; c < w; c++) {
+                int j = colpos[d0 + c];
+                if (j >= 0)
+                    _mm512_mask_storeu_ps(wide + (size_t)j * nrows + s, vm,
+                                          _mm512_castsi512_ps(a[c]));
+            }
+        }
+    }
+    return 1;
+}
+#endif
+
 static void am_widen_split(const am_level *lv, const am_matrix *x, ptrdiff_t r0,
                            ptrdiff_t nrows, float *AM_RESTRICT wide, ptrdiff_t *offs)
 {
+#if defined(AM_ENCODE_AVX512_H)
+    if (am_widen_transposed(lv, x, r0, nrows, wide))
+        return;
+#endif
     int u = am_split_offsets(lv, x->col_stride, offs);
     ptrdiff_t rs = x->row_stride;
     const char *xb = x->data + r0 * rs;

@@ -32,6 +32,34 @@
 #define AM_STREAM_MIN_BYTES (16.0 * 1024 * 1024)
 #endif
 
+/* The AVX-512 16 x 16 tiles (M < AM_ROW_MIN_M or M > AM_ROW_MAX_M) stream from smaller
+ * outputs: each tile row is a whole 64-byte line, and the plain stores' reads for
+ * ownership cost more than the caches give back. Measured (benchmarks/phases, C = 16,
+ * D = 64, M = 16, plain / non-temporal, min of 7): 0.5-2 MiB 1.02-1.08 slower streamed,
+ * 4 MiB 0.81 (F-order) and 0.99 (C-order), 8 MiB 0.89 / 0.96, 12.8 MiB (N = 200 000,
+ * D = 27) 0.58 F-order; the sums along M (M = 100) stay 12-24 % faster with plain stores
+ * up to 6 MiB, hence AM_STREAM_MIN_BYTES for them. */
+#ifndef AM_TILE_STREAM_MIN_BYTES
+#define AM_TILE_STREAM_MIN_BYTES (4.0 * 1024 * 1024)
+#endif
+
+/* ---- Encoder (am_encode_avx512.h, am_narrow.h) ---- */
+
+/* Row-major rows of at most AM_TRANSPOSE_MAX_D adjacent values are transposed in
+ * registers, 16 rows at a time, instead of copied value by value (transpose_rows16),
+ * when the level has at least AM_TRANSPOSE_MIN_COLS distinct split columns per 16
+ * columns of the row: a transpose costs about as much as copying 4 columns of 16 rows.
+ * Measured (benchmarks/phases, float32, row flags, transposed / copied, min of 7):
+ * D = 27 C = 16 M = 2: 0.72; D = 16 C = 8: 0.63; D = 64 C = 16 M = 10: 0.64; D = 96
+ * C = 16: 0.68; D = 128 C = 16 M = 100: 0.83; D = 192 C = 16 M = 64: 0.95; D = 256
+ * C = 32: 0.96; but D = 192 C = 8 (about 2.5 columns per 16): 2.08. */
+#ifndef AM_TRANSPOSE_MAX_D
+#define AM_TRANSPOSE_MAX_D 256
+#endif
+#ifndef AM_TRANSPOSE_MIN_COLS
+#define AM_TRANSPOSE_MIN_COLS 4
+#endif
+
 /* ---- Prefetch (am_prefetch.h) ---- */
 
 /* Distance of the row prefetch, in rows ahead of the encoder; for a split prefetch, the

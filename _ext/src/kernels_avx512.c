@@ -90,11 +90,12 @@ static void avx512_pack(const am_level_view *lv, uint8_t *dst)
 /* Outputs per pass of the sums along M: 8 accumulators of 32 u16 (exact for C <= 256). */
 #define AM_ROW_MT 256
 
-/* acc[j] = exact sums over codebooks for rows 16 s + lane and column 16 t + j, where
+/* acc[j] = exact sums over codebooks for rows 16 s + lane and column 16 t + j, j < NJ
+ * (the others 0: a last tile of fewer columns sums only what it writes), where
  * T = tables + 16 t * G * 64 (the 64-byte table of column m, group g, is at
  * (m * G + g) * 64): one code vector serves 16 columns; tables are memory operands. */
-AM_INLINE void sums512_tile(const uint8_t *codes, int nsub, int s, const uint8_t *T, int G,
-                            __m512i acc[16])
+AM_INLINE void sums512_tile(int NJ, const uint8_t *codes, int nsub, int s, const uint8_t *T,
+                            int G, __m512i acc[16])
 {
     const __m512i ones = _mm512_set1_epi8(1);
 #pragma GCC unroll 16
@@ -105,43 +106,11 @@ AM_INLINE void sums512_tile(const uint8_t *codes, int nsub, int s, const uint8_t
         const uint8_t *Tg = T + (size_t)g * 64;
         size_t step = (size_t)G * 64;
 #pragma GCC unroll 16
-        for (int j = 0; j < 16; j++) {
+        for (int j = 0; j < NJ; j++) {
             acc[j] = _mm512_dpbusd_epi32(
                 acc[j], _mm512_permutexvar_epi8(cv, _mm512_loadu_si512((const void *)Tg)), ones);
             Tg += step;
         }
-    }
-}
-
-/* In-register transpose of a 16 x 16 tile of 32-bit values: on return a[r] holds what
- * lane r of the 16 inputs held (a[j] lane r -> a[r] lane j). */
-AM_INLINE void transpose16x16(__m512i a[16])
-{
-    __m512i t[16], b[16];
-#pragma GCC unroll 8
-    for (int p = 0; p < 8; p++) {
-        t[2 * p] = _mm512_unpacklo_epi32(a[2 * p], a[2 * p + 1]);
-        t[2 * p + 1] = _mm512_unpackhi_epi32(a[2 * p], a[2 * p + 1]);
-    }
-    /* b[4 q + k], 128-bit lane L: row 4 L + k, columns 4 q .. 4 q + 3. */
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; q++) {
-        b[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
-        b[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
-        b[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
-        b[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
-    }
-    /* Per k, a 4 x 4 transpose of 128-bit lanes among b[k], b[4 + k], b[8 + k], b[12 + k]. */
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        __m512i c0 = _mm512_shuffle_i32x4(b[k], b[4 + k], _MM_SHUFFLE(1, 0, 1, 0));
-        __m512i c1 = _mm512_shuffle_i32x4(b[k], b[4 + k], _MM_SHUFFLE(3, 2, 3, 2));
-        __m512i c2 = _mm512_shuffle_i32x4(b[8 + k], b[12 + k], _MM_SHUFFLE(1, 0, 1, 0));
-        __m512i c3 = _mm512_shuffle_i32x4(b[8 + k], b[12 + k], _MM_SHUFFLE(3, 2, 3, 2));
-        a[k] = _mm512_shuffle_i32x4(c0, c2, _MM_SHUFFLE(2, 0, 2, 0));
-        a[4 + k] = _mm512_shuffle_i32x4(c0, c2, _MM_SHUFFLE(3, 1, 3, 1));
-        a[8 + k] = _mm512_shuffle_i32x4(c1, c3, _MM_SHUFFLE(2, 0, 2, 0));
-        a[12 + k] = _mm512_shuffle_i32x4(c1, c3, _MM_SHUFFLE(3, 1, 3, 1));
     }
 }
 
@@ -333,13 +302,15 @@ AM_INLINE am_write avx512_row_write(const am_matrix *out, int M)
     return am_out_adjacent(out) ? AM_WRITE_PLAIN : AM_WRITE_STRIDED;
 }
 
-/* How the tiles write: large outputs get non-temporal stores for full, 64-byte aligned
- * tile rows (no read for ownership of lines that are written whole). */
+/* How the tiles write: outputs of AM_TILE_STREAM_MIN_BYTES or more get non-temporal
+ * stores for full, 64-byte aligned tile rows (no read for ownership of lines that are
+ * written whole). */
 AM_INLINE am_write avx512_tile_write(const am_matrix *out, int M)
 {
     if (!am_out_adjacent(out))
         return AM_WRITE_STRIDED;
-    return am_out_large(out, M) ? AM_WRITE_STREAMED : AM_WRITE_PLAIN;
+    double bytes = (double)out->rows * M * am_itemsize(out);
+    return bytes >= AM_TILE_STREAM_MIN_BYTES ? AM_WRITE_STREAMED : AM_WRITE_PLAIN;
 }
 
 /* Sums along M for rows [r0, r0 + nrows) of the block (codes from enc_block512). */
@@ -395,7 +366,18 @@ static void tilepath512(const am_level *lv, const uint8_t *codes, int nsub, am_m
         for (int b = 0; b < ninner; b++) {
             int s = rows_first ? a : b, t = rows_first ? b : a;
             __m512i acc[16];
-            sums512_tile(codes, nsub, s, lv->tables + (size_t)t * tile_bytes, G, acc);
+            const uint8_t *T = lv->tables + (size_t)t * tile_bytes;
+            int ncols = lv->M - 16 * t; /* a constant column count for each case */
+            if (ncols >= 16 || ncols > 8)
+                sums512_tile(16, codes, nsub, s, T, G, acc);
+            else if (ncols > 4)
+                sums512_tile(8, codes, nsub, s, T, G, acc);
+            else if (ncols > 2)
+                sums512_tile(4, codes, nsub, s, T, G, acc);
+            else if (ncols == 2)
+                sums512_tile(2, codes, nsub, s, T, G, acc);
+            else
+                sums512_tile(1, codes, nsub, s, T, G, acc);
             ptrdiff_t row = 16 * s;
             int nv = nrows - row >= 16 ? 16 : (int)(nrows - row);
             emit512_tile(lv, acc, out, r0 + row, nv, t, tile, w);

@@ -135,3 +135,52 @@ class StreamingFloor:
 
     def time_write_out(self, config):
         self.out.fill(0.0)
+
+
+def _narrow_setup(bench, config, dtype):
+    """Row-major rows of ``dtype`` for ``config``, a random level and the result buffer
+    (float16 rows: float16 weights and result; otherwise float32)."""
+    x, weights, _, bench.level, _ = _setup(config)
+    N, D, M, _ = _parse(config)
+    rng = np.random.default_rng(1)
+    if dtype == "float16":
+        bench.x = x.astype(np.float16)
+        bench.weights = weights.astype(np.float16)
+        bench.out = np.empty((N, M), np.float16)
+    else:
+        info = np.iinfo(dtype)
+        bench.x = rng.integers(info.min, info.max, (N, D), endpoint=True, dtype=dtype)
+        bench.weights = weights
+        bench.out = np.empty((N, M), np.float32)
+    _backend.product(bench.x, bench.level, bench.out, 1)  # packs the level once
+
+
+_NARROW_CONFIGS = ["200000x27x16 C16", "100000x192x64 C16"]
+
+
+class NarrowRows:
+    """The kernel on rows read as they are (row-major), one thread.
+
+    ``benchmarks/narrow.py`` prints the same comparison with NumPy and the memory floor.
+    """
+
+    params = (_NARROW_CONFIGS, ["uint8", "int8", "uint16", "int16", "float16"])
+    param_names = ["config", "dtype"]
+    timeout = 300
+    setup = _narrow_setup
+
+    def time_kernel(self, config, dtype):
+        _backend.product(self.x, self.level, self.out, 1)
+
+
+class NarrowRowsNumPy:
+    """NumPy's ``x @ weights`` on the integer rows of :class:`NarrowRows` (its float16
+    loop takes seconds per call: ``benchmarks/narrow.py`` times it)."""
+
+    params = (_NARROW_CONFIGS, ["uint8", "int8", "uint16", "int16"])
+    param_names = ["config", "dtype"]
+    timeout = 300
+    setup = _narrow_setup
+
+    def time_numpy(self, config, dtype):
+        self.x @ self.weights
