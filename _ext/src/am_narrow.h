@@ -145,20 +145,20 @@ AM_INLINE __m512 am_narrow_load16(const char *p, int type, __mmask16 cm)
     }
 }
 
-/* AVX-512, rows of at most AM_TRANSPOSE_MAX_D adjacent values and many split columns
- * (the rule of the float32 encoder, transpose_rows16): 16 rows loaded whole, widened and
- * transposed in registers, the split columns stored. Returns 0 when the rows are not of
- * that kind. */
+/* AVX-512, rows of at most AM_NARROW_TRANSPOSE_MAX_D adjacent values and many split
+ * columns (the rule of the float32 encoder, transpose_rows16): 16 rows loaded whole,
+ * widened and transposed in registers, the split columns stored. Returns 0 when the rows
+ * are not of that kind. */
 static int am_widen_transposed(const am_level *lv, const am_matrix *x, ptrdiff_t r0,
                                ptrdiff_t nrows, float *AM_RESTRICT wide)
 {
     static const int sizes[6] = {4, 1, 1, 2, 2, 2};
     int item = sizes[x->narrow], D = (int)x->cols, u = lv->u, nblk = (D + 15) / 16;
     ptrdiff_t rs = x->row_stride;
-    if (x->col_stride != item || rs == item || D > AM_TRANSPOSE_MAX_D ||
+    if (x->col_stride != item || rs == item || D > AM_NARROW_TRANSPOSE_MAX_D ||
         u < AM_TRANSPOSE_MIN_COLS * nblk)
         return 0;
-    int16_t colpos[AM_TRANSPOSE_MAX_D];
+    int16_t colpos[AM_NARROW_TRANSPOSE_MAX_D];
     memset(colpos, -1, sizeof colpos);
     for (int j = 0; j < u; j++)
         colpos[lv->cols[1 + j]] = (int16_t)j;

@@ -56,6 +56,13 @@
 #ifndef AM_TRANSPOSE_MAX_D
 #define AM_TRANSPOSE_MAX_D 256
 #endif
+/* The same for narrow rows (am_narrow.h), up to a shorter length: at (265 860 x 192) ->
+ * 64, C = 16, transposing took 21.6 / 29.4 / 34.8 ms (uint8 / uint16 / float16) where
+ * the value-by-value widening took 19.0 / 23.4 / 27.3 (benchmarks/narrow.py, two runs);
+ * at D = 27 it is the faster (see benchmarks/LOG.md, 2026-12-03). */
+#ifndef AM_NARROW_TRANSPOSE_MAX_D
+#define AM_NARROW_TRANSPOSE_MAX_D 64
+#endif
 #ifndef AM_TRANSPOSE_MIN_COLS
 #define AM_TRANSPOSE_MIN_COLS 4
 #endif
