@@ -34,6 +34,7 @@ cdef extern from "am_kernels.h":
         AM_U16
         AM_I16
         AM_F16
+        AM_BF16
     ctypedef struct am_matrix:
         char *data
         Py_ssize_t rows
@@ -177,10 +178,12 @@ cdef int _matrix(am_matrix *mat, object arr, str what, bint writeable) except -1
         mat.narrow = AM_U16
     elif typenum == cnp.NPY_INT16:
         mat.narrow = AM_I16
+    elif typenum >= 256 and a.dtype.itemsize == 2 and a.dtype.name == "bfloat16":  # user dtype
+        mat.narrow = AM_BF16  # ml_dtypes' bfloat16
     else:
         raise ValueError(
-            f"{what} must be float32, float64, float16, uint8, int8, uint16 or int16, "
-            f"got {a.dtype}")
+            f"{what} must be float32, float64, float16, bfloat16, uint8, int8, uint16 or "
+            f"int16, got {a.dtype}")
     if writeable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{what} is read-only")
     mat.data = <char *>cnp.PyArray_DATA(a)
@@ -332,8 +335,8 @@ cdef class PreparedLevel:
                 self.max_split = self.lv.split_dims[i]
 
     def encode(self, x, int nthreads=1):
-        """Codes (N, C) uint8 of the rows of ``x`` (float32, float64, float16, uint8,
-        int8, uint16 or int16; any strides).
+        """Codes (N, C) uint8 of the rows of ``x`` (float32, float64, float16, bfloat16,
+        uint8, int8, uint16 or int16; any strides).
 
         The encoder alone, for tests: the codes the product sums tables for.
         """
@@ -361,8 +364,8 @@ cdef class PreparedLevel:
 
         Returns the number of rows with a nonzero flag (0 when ``flags`` is None).
 
-        ``x``: float32, float64 or a narrow type (float16, uint8, int8, uint16, int16:
-        read as it is, see ``am_narrow.h``), (N, D), any strides. ``out``: float32,
+        ``x``: float32, float64 or a narrow type (float16, bfloat16, uint8, int8,
+        uint16, int16: read as it is, see ``am_narrow.h``), (N, D), any strides. ``out``: float32,
         float64 or float16 (x narrower than float64), (N, M), any strides, writeable,
         not overlapping ``x``. The GIL is released while computing.
 

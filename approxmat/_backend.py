@@ -28,6 +28,8 @@ __all__ = [
     "NARROW_DTYPES",
     "aligned_empty",
     "available_cores",
+    "is_bfloat16",
+    "kernel_input",
     "empty_output",
     "kernel_entry",
     "kernel_threads",
@@ -43,6 +45,30 @@ KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 NARROW_DTYPES = tuple(np.dtype(t) for t in (np.float16, np.uint8, np.int8, np.uint16, np.int16))
 _INPUTS = KERNEL_DTYPES + NARROW_DTYPES
 _OUTPUTS = KERNEL_DTYPES + (np.dtype(np.float16),)
+
+
+def is_bfloat16(dtype) -> bool:
+    """Whether ``dtype`` is ml_dtypes' bfloat16 (recognised by name: approxmat does not
+    import ml_dtypes; an array of that dtype means it is loaded).
+
+    Examples
+    --------
+    >>> is_bfloat16(np.dtype(np.float16))
+    False
+    """
+    return dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16"
+
+
+def kernel_input(dtype) -> bool:
+    """Whether the lookup-table kernels read rows of ``dtype`` as they are: float32,
+    float64, :data:`NARROW_DTYPES` and bfloat16, in native byte order.
+
+    Examples
+    --------
+    >>> kernel_input(np.dtype(np.uint8)), kernel_input(np.dtype(">f4"))
+    (True, False)
+    """
+    return (dtype in _INPUTS or is_bfloat16(dtype)) and dtype.isnative
 #: Row flag bits returned by :func:`product`.
 FLAG_NONFINITE = 1
 FLAG_OUT_OF_RANGE = 2
@@ -190,7 +216,8 @@ def product(x2d, level, out2d, threads=None, check_finite=True):
     Parameters
     ----------
     x2d : ndarray, shape (N, D), any strides
-        float32, float64, or a type in :data:`NARROW_DTYPES` (read as it is).
+        float32, float64, or a type in :data:`NARROW_DTYPES` or bfloat16 (read as it
+        is).
     level : Level
     out2d : ndarray of float32, float64 or float16, shape (N, M), writeable, not
         overlapping ``x2d``; float16 for ``x2d`` narrower than float64
@@ -225,7 +252,7 @@ def product(x2d, level, out2d, threads=None, check_finite=True):
     True
     """
     nthreads = kernel_threads(threads)
-    if x2d.dtype in _INPUTS and out2d.dtype in _OUTPUTS and x2d.dtype.isnative and not (
+    if kernel_input(x2d.dtype) and out2d.dtype in _OUTPUTS and not (
             out2d.dtype.itemsize == 2 and x2d.dtype.itemsize == 8):
         if check_finite:
             return prepared_level(level).checked_product(x2d, out2d, nthreads)

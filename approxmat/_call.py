@@ -49,9 +49,7 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 # Read once here, not per call (the fast path counts its attribute lookups).
 _KERNEL_DTYPES = _backend.KERNEL_DTYPES
-# Inputs the lookup-table kernels read as they are, and the results they write.
-_KERNEL_INPUTS = _backend.KERNEL_DTYPES + _backend.NARROW_DTYPES
-_KERNEL_RESULTS = _backend.KERNEL_DTYPES + (np.dtype(np.float16),)
+_kernel_input = _backend.kernel_input
 _SMALL_OUTPUT_BYTES = _backend.ALIGNED_OUTPUT_MIN_BYTES
 _RESULT_DTYPES = {}
 _config_now = _current.get
@@ -121,7 +119,7 @@ def result_dtype(x_dtype, w_dtype):
     key = (x_dtype, w_dtype)
     result = _RESULT_DTYPES.get(key)
     if result is None:
-        if x_dtype.kind not in "biuf":
+        if x_dtype.kind not in "biuf" and not _backend.is_bfloat16(x_dtype):
             return None
         result = _RESULT_DTYPES[key] = np.result_type(x_dtype, w_dtype)
     return result
@@ -363,7 +361,7 @@ class Product:
         how = self.plan(config.tolerance)
         if how[0] == "exact":
             return _EXACT_ONLY, how[1]
-        if x.dtype not in _KERNEL_INPUTS or not x.dtype.isnative:
+        if not _kernel_input(x.dtype):
             return (_GENERAL,)
         if result == _F16 and how[0] != "fixed":
             return (_GENERAL,)  # exact() computes float16 products in float32
@@ -583,7 +581,7 @@ def operands(point, x2d, result):
     (dtype('float32'), dtype('float32'))
     """
     compute = _F64 if result == _F64 else _F32
-    if point.kind == "lut" and x2d.dtype in _KERNEL_INPUTS and x2d.dtype.isnative:
+    if point.kind == "lut" and _kernel_input(x2d.dtype):
         return x2d, (result if result == _F16 and x2d.dtype != _F64 else compute)
     if x2d.dtype not in _KERNEL_DTYPES:
         x2d = x2d.astype(compute)

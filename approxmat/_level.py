@@ -10,9 +10,9 @@ Call-time semantics for rows ``x`` of width ``D``, with ``C = ncodebooks``:
    ``level = 0, 1, 2, 3``, set ``node = 2 * node + (x[split_dims[c, level]] >
    thresholds[c, 2**level - 1 + node])``. The comparison is the exact comparison of
    two real numbers (``x`` as given; thresholds are float32). ``x`` is float32 or
-   float64, or narrower: float16, uint8, int8, uint16 or int16, read as it is. Every
-   value of those types is a float32 value, so the kernels widen it exactly and
-   compare in float32: for an integer ``x`` that is ``x >= floor(t) + 1``, and a
+   float64, or narrower: float16, bfloat16, uint8, int8, uint16 or int16, read as it
+   is. Every value of those types is a float32 value, so the kernels widen it exactly
+   and compare in float32: for an integer ``x`` that is ``x >= floor(t) + 1``, and a
    threshold beyond the type's range sends every row the same way. NaN compares
    false. The code of row ``n`` in codebook ``c`` is the final ``node`` in ``0..15``.
 2. **Sum.** ``acc[n, m] = sum_c luts[c, code[n, c], m]``, exactly, as an integer.

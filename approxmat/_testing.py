@@ -278,9 +278,14 @@ def _edges(dtype):
         info = np.iinfo(dtype)
         lo, hi = int(info.min), int(info.max)
         return np.array([lo, lo + 1, -1, 0, 1, hi - 1, hi], dtype=np.float64)
-    tiny = float(np.finfo(np.float16).smallest_subnormal)
-    normal = float(np.finfo(np.float16).smallest_normal)
-    big = float(np.finfo(np.float16).max)
+    if dtype.kind == "V":  # ml_dtypes' bfloat16, loaded by whoever made the array
+        import ml_dtypes
+
+        info = ml_dtypes.finfo(dtype)
+    else:
+        info = np.finfo(dtype)
+    tiny, normal, big = (float(v) for v in (info.smallest_subnormal, info.smallest_normal,
+                                            info.max))
     return np.array([-big, -normal, -tiny, -0.0, 0.0, tiny, normal, big, 1.0, -1.0])
 
 
@@ -289,9 +294,10 @@ def narrow_x(N, D, rng, dtype, *, nonfinite_every=3):
 
     Integers: uniform over the type's whole range, with about one value in ten at an
     edge (the smallest and largest values and their neighbours, -1, 0, 1). float16:
-    normal values times 4 with about one in ten at an edge (+-65504, the smallest
-    normal and subnormal values, +-0, +-1) and, in every ``nonfinite_every``-th row, a
-    NaN, +inf or -inf (none when 0 or None).
+    normal values times 4 with about one in ten at an edge (the largest value, the
+    smallest normal and subnormal values, +-0, +-1) and, in every
+    ``nonfinite_every``-th row, a NaN, +inf or -inf (none when 0 or None). bfloat16
+    (ml_dtypes) like float16.
 
     Examples
     --------
@@ -312,7 +318,7 @@ def narrow_x(N, D, rng, dtype, *, nonfinite_every=3):
         x = 4 * rng.standard_normal((N, D))
     at = rng.random((N, D)) < 0.1
     x[at] = rng.choice(edges, size=int(at.sum()))
-    if dtype.kind == "f" and nonfinite_every and N and D:
+    if dtype.kind in "fV" and nonfinite_every and N and D:
         rows = np.arange(0, N, nonfinite_every)
         x[rows, rng.integers(0, D, rows.size)] = rng.choice([np.nan, np.inf, -np.inf], rows.size)
     return x.astype(dtype)
@@ -345,7 +351,7 @@ def narrow_level(level, dtype, rng):
     def values(shape):
         n = int(np.prod(shape))
         base = np.round(rng.uniform(lo, hi, n)).astype(np.float32)
-        if dtype.kind == "f":
+        if dtype.kind in "fV":
             base = base / 1000
         kind = rng.integers(0, 7, n)
         v = base.copy()
@@ -356,7 +362,7 @@ def narrow_level(level, dtype, rng):
         beyond = np.array([lo - 1, hi + 1, lo - 1e6, hi + 1e6, -np.inf, np.inf], np.float32)
         v[kind == 5] = rng.choice(beyond, int((kind == 5).sum()))
         e = rng.choice(edges, int((kind == 6).sum()))
-        if dtype.kind == "f":
+        if dtype.kind in "fV":
             step = rng.choice([-np.inf, np.inf], e.size).astype(np.float32)
             e = np.where(rng.random(e.size) < 0.5, e, np.nextafter(e, step))
         v[kind == 6] = e

@@ -1,4 +1,5 @@
-"""Narrow rows (uint8, int8, uint16, int16, float16) read as they are, and float16 results.
+"""Narrow rows (uint8, int8, uint16, int16, float16, bfloat16) read as they are, and
+float16 results.
 
 Kernel tests take the variant and the dtype as parameters (ids such as
 ``test_narrow_product_matches_oracle[N33-D37-C5-M17-avx2-u8-F]``), bit for bit against
@@ -7,6 +8,7 @@ real numbers. The call-level tests check that ``x @ W`` hands such rows to the k
 without converting them, and that the result dtype follows NumPy's rules.
 """
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -28,7 +30,9 @@ from approxmat._testing import (
 )
 
 VARIANTS = _kernels.supported_variants()
-NARROW_IDS = ["u8", "i8", "u16", "i16", "f16"]
+BF16 = np.dtype(ml_dtypes.bfloat16)
+ROW_DTYPES = NARROW_DTYPES + (BF16,)
+NARROW_IDS = ["u8", "i8", "u16", "i16", "f16", "bf16"]
 F16 = np.dtype(np.float16)
 OUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), F16)
 
@@ -57,7 +61,7 @@ def narrow_case(request):
     N, D, C, M = request.param
     rng = np.random.default_rng(N * 1000 + C * 7 + M)
     per_dtype = {}
-    for xdt in NARROW_DTYPES:
+    for xdt in ROW_DTYPES:
         x = narrow_x(N, D, rng, xdt)
         level = narrow_level(random_level(D, M, C, rng), xdt, rng)
         ranged = narrow_level(with_ranges(level, x.astype(np.float64), rng), xdt, rng)
@@ -71,7 +75,7 @@ def narrow_case(request):
 
 
 @pytest.mark.parametrize("layout_name", LAYOUTS)
-@pytest.mark.parametrize("xdt", NARROW_DTYPES, ids=NARROW_IDS)
+@pytest.mark.parametrize("xdt", ROW_DTYPES, ids=NARROW_IDS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_narrow_product_matches_oracle(variant, xdt, layout_name, narrow_case):
     """Codes, products into float32, float64 and float16 outputs (with and without row
@@ -132,23 +136,28 @@ def test_integer_decisions_at_every_threshold_kind(variant, xdt):
     np.testing.assert_array_equal(codes, node)
 
 
+@pytest.mark.parametrize("fdt", [F16, BF16], ids=["f16", "bf16"])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_float16_extremes_nan_and_inf(variant):
-    """float16 rows at +-65504, the smallest normal and subnormal values, +-0, +-inf and
-    NaN, against thresholds at those values and their float32 neighbours: codes, flags
-    (a NaN or inf anywhere in a row flags it, split column or not) and NaN rows."""
-    f = np.finfo(np.float16)
-    special = np.array([f.max, -f.max, f.smallest_normal, -f.smallest_normal,
-                        f.smallest_subnormal, -f.smallest_subnormal, 0.0, -0.0,
-                        np.inf, -np.inf, np.nan, 1.0, -1.0], dtype=np.float16)
+def test_16_bit_float_extremes_nan_and_inf(variant, fdt):
+    """float16 and bfloat16 rows at their largest, smallest normal and subnormal values,
+    +-0, +-inf and NaN, against thresholds at those values and their float32
+    neighbours: codes, flags (a NaN or inf anywhere in a row flags it, split column or
+    not) and NaN rows."""
+    f = np.finfo(fdt) if fdt == F16 else ml_dtypes.finfo(fdt)
+    special = np.array([float(v) for v in (f.max, -f.max, f.smallest_normal,
+                                           -f.smallest_normal, f.smallest_subnormal,
+                                           -f.smallest_subnormal)]
+                       + [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0]).astype(fdt)
     D = 5
-    rows = np.array(np.meshgrid(*[special] * 2)).reshape(2, -1).T
-    x = np.concatenate([rows, np.zeros((len(rows), D - 2), np.float16)], axis=1)
+    rows = np.array(np.meshgrid(*[special] * 2)).reshape(2, -1).T.astype(fdt)
+    x = np.concatenate([rows, np.zeros((len(rows), D - 2), fdt)], axis=1)
     x[::7, 4] = np.nan  # a NaN outside the split columns
+    assert x.dtype == fdt
     rng = np.random.default_rng(5)
     level = random_level(D, 4, 6, rng)
     sd = np.tile(np.array([0, 1, 0, 1], np.int32), (6, 1))
-    thr32 = special[np.isfinite(special)].astype(np.float32)
+    thr32 = special.astype(np.float32)
+    thr32 = thr32[np.isfinite(thr32)]
     near = np.concatenate([thr32, np.nextafter(thr32, np.float32(np.inf)),
                            np.nextafter(thr32, np.float32(-np.inf))])
     level = modified(level, split_dims=sd,
@@ -229,7 +238,7 @@ def fitted():
     return W, W16, X
 
 
-@pytest.mark.parametrize("xdt", NARROW_DTYPES, ids=NARROW_IDS)
+@pytest.mark.parametrize("xdt", ROW_DTYPES, ids=NARROW_IDS)
 def test_matmul_reads_narrow_rows(fitted, xdt):
     """``x @ W`` with narrow rows: the result dtype is NumPy's, the point is a lookup
     table, and the values are the reference's on the rows as given."""

@@ -40,6 +40,7 @@ enum am_narrow_type {
     AM_U16 = 3,
     AM_I16 = 4,
     AM_F16 = 5,
+    AM_BF16 = 6, /* bfloat16 (ml_dtypes): the top 16 bits of a float32 */
 };
 
 /* A strided 2-D array; strides in bytes, any sign, any alignment. Its elements are

@@ -1,5 +1,5 @@
-/* Narrow inputs (uint8, int8, uint16, int16, float16) read as they are, and float16
- * outputs: the stage in front of every variant's float32 kernels.
+/* Narrow inputs (uint8, int8, uint16, int16, float16, bfloat16) read as they are, and
+ * float16 outputs: the stage in front of every variant's float32 kernels.
  *
  * Every value of those types is a float32 value, so a comparison of the widened value
  * with a float32 threshold is the exact comparison of _level.py's contract, whatever
@@ -125,6 +125,15 @@ AM_INLINE int am_narrow_call(const am_matrix *x, const am_matrix *out)
     }
 #define AM_AS_FLOAT(v) ((float)(v))
 
+/* bfloat16 bits -> float32 (exact: the float32 with those top 16 bits). */
+AM_INLINE float am_bf16_to_f32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
 #if defined(AM_ENCODE_AVX512_H)
 /* AVX-512: 16 values of one row from p (the first w, the others 0), widened. */
 AM_INLINE __m512 am_narrow_load16(const char *p, int type, __mmask16 cm)
@@ -140,6 +149,9 @@ AM_INLINE __m512 am_narrow_load16(const char *p, int type, __mmask16 cm)
         return _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(cm, p)));
     case AM_F16:
         return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(cm, p));
+    case AM_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(cm, p)), 16));
     default:
         return _mm512_maskz_loadu_ps(cm, p);
     }
@@ -152,7 +164,7 @@ AM_INLINE __m512 am_narrow_load16(const char *p, int type, __mmask16 cm)
 static int am_widen_transposed(const am_level *lv, const am_matrix *x, ptrdiff_t r0,
                                ptrdiff_t nrows, float *AM_RESTRICT wide)
 {
-    static const int sizes[6] = {4, 1, 1, 2, 2, 2};
+    static const int sizes[7] = {4, 1, 1, 2, 2, 2, 2};
     int item = sizes[x->narrow], D = (int)x->cols, u = lv->u, nblk = (D + 15) / 16;
     ptrdiff_t rs = x->row_stride;
     if (x->col_stride != item || rs == item || D > AM_NARROW_TRANSPOSE_MAX_D ||
@@ -213,6 +225,9 @@ static void am_widen_split(const am_level *lv, const am_matrix *x, ptrdiff_t r0,
     case AM_F16:
         AM_WIDEN(uint16_t, am_f16_to_f32)
         break;
+    case AM_BF16:
+        AM_WIDEN(uint16_t, am_bf16_to_f32)
+        break;
     default: /* float32 rows (a float16 output only) */
         AM_WIDEN(float, AM_AS_FLOAT)
         break;
@@ -221,13 +236,17 @@ static void am_widen_split(const am_level *lv, const am_matrix *x, ptrdiff_t r0,
 #undef AM_WIDEN
 #undef AM_AS_FLOAT
 
-#define AM_NF16(h) (((uint16_t)((h) & 0x7C00u) + 0x0400u) >> 15)
+/* 1 when the 16-bit value h, whose exponent field is `exp` (its lowest bit `low`), is
+ * a NaN or an infinity: its exponent bits are all ones. */
+#define AM_NF16(h) (((uint16_t)((h) & exp) + low) >> 15)
 
-/* flags[r] = 1 for the rows with a float16 NaN or infinity (exponent bits all ones),
- * else 0: contiguous loops (vectorised) for rows or columns of adjacent values. */
-static void am_nonfinite_rows_f16(const char *xb, ptrdiff_t nrows, ptrdiff_t D, ptrdiff_t rs,
-                                  ptrdiff_t cs, uint8_t *AM_RESTRICT flags)
+/* flags[r] = 1 for the rows with a 16-bit float (float16: exp = 0x7C00, bfloat16:
+ * 0x7F80) NaN or infinity, else 0: contiguous loops (vectorised) for rows or columns of
+ * adjacent values. */
+static void am_nonfinite_rows_16(const char *xb, ptrdiff_t nrows, ptrdiff_t D, ptrdiff_t rs,
+                                 ptrdiff_t cs, uint16_t exp, uint8_t *AM_RESTRICT flags)
 {
+    const uint16_t low = (uint16_t)(exp & (uint16_t)-exp);
     if (cs == 2) {
         for (ptrdiff_t r = 0; r < nrows; r++) {
             const char *row = xb + r * rs;
@@ -269,8 +288,9 @@ static void am_narrow_flags(const am_level *lv, const am_matrix *x, ptrdiff_t r0
     memset(flags, 0, (size_t)nrows);
     ptrdiff_t rs = x->row_stride, cs = x->col_stride, D = x->cols;
     const char *xb = x->data + r0 * rs;
-    if (x->narrow == AM_F16)
-        am_nonfinite_rows_f16(xb, nrows, D, rs, cs, flags);
+    if (x->narrow == AM_F16 || x->narrow == AM_BF16)
+        am_nonfinite_rows_16(xb, nrows, D, rs, cs, x->narrow == AM_F16 ? 0x7C00u : 0x7F80u,
+                             flags);
     else if (x->narrow == AM_WIDE)
         for (ptrdiff_t r = 0; r < nrows; r++)
             flags[r] = (uint8_t)am_row_nonfinite(xb + r * rs, D, cs, 0);
