@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+import approxmat as am
 from approxmat._fit import (
     MIN_CALIBRATION_ROWS,
     VALIDATE_FRACTION,
@@ -545,3 +546,24 @@ def test_best_splits_rejects_bad_input():
         best_splits(feats, order, values, [1], np.zeros(4, np.uint8), tot, np.zeros(2))
     with pytest.raises(ValueError, match="order holds a row"):
         best_splits(feats, order + 4, values, [0], np.zeros(4, np.uint8), tot, np.zeros(2))
+
+
+def test_fit_memory_is_a_few_products_not_one_per_codebook():
+    """The memory a fit allocates (NumPy's allocations, traced) stays within a few
+    (N, M) float64 arrays: no per-codebook partial products (16 codebooks here, which
+    would need 16 of them), whatever the number of codebooks. The bound is generous (6
+    such arrays; a fit of this shape takes about 3)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    N, D, M = 8000, 64, 1024
+    X = (rng.standard_normal((N, 16)) @ rng.standard_normal((16, D))).astype(np.float32)
+    W = am.ApproxMatrix(rng.standard_normal((D, M)).astype(np.float32))
+    tracemalloc.start()
+    try:
+        W.fit(X, [16], ranks=[], random_state=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    product = N * M * 8
+    assert W.fitted and peak < 6 * product, f"peak {peak / 2**20:.0f} MiB"
