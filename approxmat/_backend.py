@@ -28,9 +28,10 @@ __all__ = [
     "NARROW_DTYPES",
     "aligned_empty",
     "available_cores",
-    "is_bfloat16",
-    "kernel_input",
     "empty_output",
+    "is_bfloat16",
+    "is_real",
+    "kernel_input",
     "kernel_entry",
     "kernel_threads",
     "packed_level",
@@ -59,6 +60,18 @@ def is_bfloat16(dtype) -> bool:
     return dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16"
 
 
+def is_real(dtype) -> bool:
+    """Whether ``dtype`` holds real numbers a product can take: booleans, integers,
+    floats and bfloat16.
+
+    Examples
+    --------
+    >>> is_real(np.dtype(np.uint8)), is_real(np.dtype(complex))
+    (True, False)
+    """
+    return dtype.kind in "biuf" or is_bfloat16(dtype)
+
+
 def kernel_input(dtype) -> bool:
     """Whether the lookup-table kernels read rows of ``dtype`` as they are: float32,
     float64, :data:`NARROW_DTYPES` and bfloat16, in native byte order.
@@ -69,6 +82,8 @@ def kernel_input(dtype) -> bool:
     (True, False)
     """
     return (dtype in _INPUTS or is_bfloat16(dtype)) and dtype.isnative
+
+
 #: Row flag bits returned by :func:`product`.
 FLAG_NONFINITE = 1
 FLAG_OUT_OF_RANGE = 2

@@ -119,7 +119,7 @@ def result_dtype(x_dtype, w_dtype):
     key = (x_dtype, w_dtype)
     result = _RESULT_DTYPES.get(key)
     if result is None:
-        if x_dtype.kind not in "biuf" and not _backend.is_bfloat16(x_dtype):
+        if not _backend.is_real(x_dtype):
             return None
         result = _RESULT_DTYPES[key] = np.result_type(x_dtype, w_dtype)
     return result
@@ -418,7 +418,7 @@ class Product:
             key_dtype = x.dtype
         else:
             result = key_dtype = np.dtype(dtype)
-            if x.dtype.kind not in "biuf":
+            if not _backend.is_real(x.dtype):
                 return EXACT, f"{x.dtype} left operands are computed exactly", None
         if result not in APPROX_RESULT_DTYPES:
             return EXACT, f"{result} results are computed exactly", None
@@ -600,16 +600,12 @@ def _fast_run(point, check_finite):
     factors = point.factors
 
     def lowrank(x2d, out2d, nthreads):
-        dtype = out2d.dtype
-        if dtype == _F16:
-            x2d, compute = operands(point, x2d, dtype)
-            left, right = factors(compute)
+        x2d, compute = operands(point, x2d, out2d.dtype)
+        left, right = factors(compute)
+        if compute == out2d.dtype:
+            _MATMUL(_MATMUL(x2d, left), right, out=out2d)
+        else:  # float16 results, computed in float32
             out2d[...] = _MATMUL(_MATMUL(x2d, left), right)
-            return
-        if x2d.dtype not in _KERNEL_DTYPES:
-            x2d = x2d.astype(dtype)
-        left, right = factors(dtype)
-        _MATMUL(_MATMUL(x2d, left), right, out=out2d)
 
     return lowrank
 

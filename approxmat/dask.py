@@ -179,7 +179,7 @@ def _check_operand(x, kwargs, name, *, axis, size, what, shapes):
     if x.ndim == 0:
         raise ValueError(f"{name}: the dask operand is 0-d; multiply by W only arrays of "
                          f"at least one dimension")
-    if x.dtype.kind not in "biuf" and not _backend.is_bfloat16(x.dtype):
+    if not _backend.is_real(x.dtype):
         raise TypeError(f"{name}: a dask array of dtype {x.dtype} cannot be multiplied by "
                         f"an ApproxMatrix (real numbers only)")
     if x.shape[axis] != size:
